@@ -1,0 +1,3 @@
+module github.com/lunway/lunway
+
+go 1.26.8
