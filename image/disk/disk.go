@@ -12,6 +12,7 @@ import (
 	"github.com/lunway/lunway/image"
 	"github.com/lunway/lunway/image/qcow2"
 	"github.com/lunway/lunway/image/raw"
+	"github.com/lunway/lunway/image/vmdk"
 )
 
 // OpenOptions configure Open. Nil means defaults.
@@ -88,6 +89,8 @@ func OpenReader(r io.ReaderAt, size int64, format image.Format, res image.Resolv
 		return raw.Open(r, size)
 	case image.QCOW2:
 		return qcow2.Open(r, size, res)
+	case image.VMDK:
+		return vmdk.Open(r, size, res)
 	}
 	return nil, image.Unsupportedf("format %q", format)
 }
