@@ -12,6 +12,7 @@ import (
 	"github.com/lunway/lunway/image"
 	"github.com/lunway/lunway/image/qcow2"
 	"github.com/lunway/lunway/image/raw"
+	"github.com/lunway/lunway/image/vhd"
 	"github.com/lunway/lunway/image/vmdk"
 )
 
@@ -91,6 +92,8 @@ func OpenReader(r io.ReaderAt, size int64, format image.Format, res image.Resolv
 		return qcow2.Open(r, size, res)
 	case image.VMDK:
 		return vmdk.Open(r, size, res)
+	case image.VHD:
+		return vhd.Open(r, size)
 	}
 	return nil, image.Unsupportedf("format %q", format)
 }
