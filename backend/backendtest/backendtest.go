@@ -813,10 +813,12 @@ func testModel(t *testing.T, s backend.Store) {
 			if m == nil {
 				m = []byte{}
 			}
-			if n > 0 && off+n > len(m) {
-				m = append(m, make([]byte, off+n-len(m))...)
+			if n > 0 {
+				if off+n > len(m) {
+					m = append(m, make([]byte, off+n-len(m))...)
+				}
+				copy(m[off:], p)
 			}
-			copy(m[off:], p)
 			model[name] = m
 		case k < 8:
 			off, n := rng.IntN(3500), rng.IntN(1500)

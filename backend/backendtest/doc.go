@@ -18,6 +18,8 @@
 //     not io.EOF; reading at or past the end returns (0, io.EOF).
 //   - List's callback may call the store, including Delete.
 //   - A second Close returns an error wrapping backend.ErrClosed.
+//   - A zero-length WriteAt creates a missing object (empty) but never
+//     extends an existing one.
 //   - An operation whose context is already done returns an error wrapping
 //     ctx.Err(), and a Put either happened completely or not at all.
 //

@@ -220,7 +220,9 @@ func (s *store) WriteAt(ctx context.Context, name string, p []byte, off int64) e
 			o.data = grown
 		}
 	}
-	copy(o.data[off:], p)
+	if len(p) > 0 {
+		copy(o.data[off:], p)
+	}
 	o.mod = time.Now()
 	s.mu.objects[name] = o
 	return nil

@@ -151,3 +151,28 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("zero options: %v", err)
 	}
 }
+
+// TestEmptyWriteAt is a regression test: a zero-length WriteAt past the end
+// of an object must neither panic nor extend it.
+func TestEmptyWriteAt(t *testing.T) {
+	ctx := t.Context()
+	s := mem.New(nil)
+	ow := s.(backend.Overwriter)
+	if err := s.Put(ctx, "a", []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{0, 3, 4, 1 << 20} {
+		if err := ow.WriteAt(ctx, "a", nil, off); err != nil {
+			t.Fatalf("WriteAt(nil, %d): %v", off, err)
+		}
+	}
+	if info, err := s.Stat(ctx, "a"); err != nil || info.Size != 3 {
+		t.Fatalf("Stat = %+v, %v; want size 3", info, err)
+	}
+	if err := ow.WriteAt(ctx, "new", nil, 100); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Stat(ctx, "new"); err != nil || info.Size != 0 {
+		t.Fatalf("Stat(new) = %+v, %v; want an empty object", info, err)
+	}
+}
