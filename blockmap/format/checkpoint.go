@@ -70,8 +70,8 @@ const (
 	// UsageShared: some map entry references this segment's data at an
 	// LBA other than the one its record lists (a copy by reference), so
 	// compaction must find references by walking the map.
-	UsageShared uint8 = 1 << 0
-	usageKnownFlags   = UsageShared
+	UsageShared     uint8 = 1 << 0
+	usageKnownFlags       = UsageShared
 )
 
 // CheckpointMagic starts a checkpoint root.
