@@ -13,6 +13,7 @@ import (
 	"github.com/lunway/lunway/image/qcow2"
 	"github.com/lunway/lunway/image/raw"
 	"github.com/lunway/lunway/image/vhd"
+	"github.com/lunway/lunway/image/vhdx"
 	"github.com/lunway/lunway/image/vmdk"
 )
 
@@ -94,6 +95,8 @@ func OpenReader(r io.ReaderAt, size int64, format image.Format, res image.Resolv
 		return vmdk.Open(r, size, res)
 	case image.VHD:
 		return vhd.Open(r, size)
+	case image.VHDX:
+		return vhdx.Open(r, size)
 	}
 	return nil, image.Unsupportedf("format %q", format)
 }
