@@ -346,4 +346,3 @@ func (v *Reader) Map(ctx context.Context, off, length int64) ([]image.Extent, er
 	}
 	return out, nil
 }
-
