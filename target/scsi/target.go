@@ -7,22 +7,42 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
-
-	"github.com/lunway/lunway/blockdev"
+	"time"
 )
 
 // Errors returned by Target configuration methods.
 var (
-	ErrLUNExists   = errors.New("scsi: LUN already exists")
-	ErrNoSuchLUN   = errors.New("scsi: no such LUN")
-	ErrLUNRange    = errors.New("scsi: LUN number out of range")
-	errTaskAborted = errors.New("scsi: task aborted")
+	ErrLUNExists    = errors.New("scsi: LUN already exists")
+	ErrNoSuchLUN    = errors.New("scsi: no such LUN")
+	ErrLUNRange     = errors.New("scsi: LUN number out of range")
+	ErrLUAttached   = errors.New("scsi: LU already attached to a target")
+	ErrInvalidLU    = errors.New("scsi: invalid LU options")
+	errTaskAborted  = errors.New("scsi: task aborted")
+	errTaskAbortTAS = errors.New("scsi: task aborted by another nexus (TAS)")
 )
+
+// DefaultAbortWait is how long task management waits for an aborted task
+// that is executing before it answers anyway.
+const DefaultAbortWait = time.Second
 
 // TargetOptions configure a Target. The zero value is valid.
 type TargetOptions struct {
 	// Logger receives the target's logs; nil discards them.
 	Logger *slog.Logger
+	// AbortWait bounds how long ManageTask waits for aborted tasks that
+	// are executing (for example stuck in a Device call) before it
+	// answers; their results are dropped when they finish. Zero means
+	// DefaultAbortWait.
+	AbortWait time.Duration
+	// Registry, when set, makes the Target's LUs reachable from every
+	// other Target created with the same Registry (EXTENDED COPY between
+	// LUs of the daemon). Nil gives the Target a private Registry.
+	Registry *Registry
+	// ALUA, when set, is the target port group configuration reported by
+	// INQUIRY (TPGS), VPD 0x83 and REPORT TARGET PORT GROUPS, and enforced
+	// per command. Nil means every port is active/optimized and ALUA is
+	// not reported.
+	ALUA *ALUA
 }
 
 // Target is a SCSI target device: a set of logical units addressed by LUN,
@@ -31,14 +51,19 @@ type TargetOptions struct {
 //
 // All methods may be called concurrently.
 type Target struct {
-	name string
-	log  *slog.Logger
+	name      string
+	log       *slog.Logger
+	abortWait time.Duration
+	registry  *Registry
+	alua      *ALUA
+	table     *commandTable
 
 	mu struct {
 		sync.RWMutex
 		lus map[uint64]*LU
 	}
-	tasks taskSet
+	// orphans holds the tasks addressed to LUNs without an LU.
+	orphans taskQueue
 }
 
 // NewTarget returns a target with no logical units.
@@ -50,9 +75,25 @@ func NewTarget(name string, opts *TargetOptions) *Target {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &Target{name: name, log: log.With("target", name)}
+	t := &Target{
+		name:      name,
+		log:       log.With("target", name),
+		abortWait: opts.AbortWait,
+		registry:  opts.Registry,
+		alua:      opts.ALUA,
+		table:     defaultTable(),
+	}
+	if t.abortWait <= 0 {
+		t.abortWait = DefaultAbortWait
+	}
+	if t.registry == nil {
+		t.registry = NewRegistry()
+	}
 	t.mu.lus = make(map[uint64]*LU)
-	t.tasks.init()
+	t.orphans.init()
+	if t.alua != nil {
+		t.alua.addTarget(t)
+	}
 	return t
 }
 
@@ -60,15 +101,28 @@ func NewTarget(name string, opts *TargetOptions) *Target {
 func (t *Target) Name() string { return t.name }
 
 // AddLU attaches lu as LUN lun. Every nexus sees a REPORTED LUNS DATA HAS
-// CHANGED unit attention.
+// CHANGED unit attention. An LU belongs to one Target at a time.
 func (t *Target) AddLU(lun uint64, lu *LU) error {
 	if lun > MaxLUN {
 		return fmt.Errorf("%w: %d", ErrLUNRange, lun)
+	}
+	if lu == nil {
+		return fmt.Errorf("%w: nil LU", ErrInvalidLU)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.mu.lus[lun]; ok {
 		return fmt.Errorf("%w: %d", ErrLUNExists, lun)
+	}
+	if !lu.attach(t, lun) {
+		return fmt.Errorf("%w: LUN %d", ErrLUAttached, lun)
+	}
+	if err := t.registry.add(lu); err != nil {
+		lu.detach()
+		return err
+	}
+	for _, other := range t.mu.lus {
+		other.broadcastUA(nil, ascReportedLUNsChanged)
 	}
 	t.mu.lus[lun] = lu
 	return nil
@@ -84,6 +138,11 @@ func (t *Target) RemoveLU(lun uint64) (*LU, error) {
 		return nil, fmt.Errorf("%w: %d", ErrNoSuchLUN, lun)
 	}
 	delete(t.mu.lus, lun)
+	t.registry.remove(lu)
+	lu.detach()
+	for _, other := range t.mu.lus {
+		other.broadcastUA(nil, ascReportedLUNsChanged)
+	}
 	return lu, nil
 }
 
@@ -106,166 +165,200 @@ func (t *Target) LUNs() []uint64 {
 	return luns
 }
 
+func (t *Target) allLUs() []*LU {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	lus := make([]*LU, 0, len(t.mu.lus))
+	for _, lu := range t.mu.lus {
+		lus = append(lus, lu)
+	}
+	return lus
+}
+
 // Begin registers a command's task. Call it in command order; the task's
 // context is done when task management aborts it or its nexus is lost.
+// The task attribute decides what Execute waits for: a SIMPLE task waits
+// for older ORDERED tasks of its LU, an ORDERED task for every older task
+// of its LU, a HEAD OF QUEUE task for nothing.
 func (t *Target) Begin(ctx context.Context, cmd *Command) *Task {
-	task := &Task{target: t, cmd: cmd}
+	lu := t.LU(cmd.LUN)
+	q := &t.orphans
+	if lu != nil {
+		q = &lu.tasks
+	}
+	task := &Task{target: t, cmd: cmd, lu: lu, q: q, done: make(chan struct{})}
 	task.ctx, task.cancel = context.WithCancelCause(ctx)
-	t.tasks.add(task)
+	q.add(task)
 	return task
 }
 
 // ManageTask performs a task management function and returns when every
-// task it aborts has ended or could not be waited for any longer.
+// task it aborts has ended or could not be waited for any longer
+// (TargetOptions.AbortWait). It answers ABORT TASK for a tag it does not
+// know with TMFTaskNotFound; an iSCSI transport turns that into "function
+// complete" when the referenced CmdSN lies in its window (RFC 7143
+// 11.6.1), which this package cannot see.
 func (t *Target) ManageTask(ctx context.Context, req TMFRequest) TMFResponse {
+	sameNexus := func(x *Task) bool { return x.cmd.Nexus == req.Nexus }
 	switch req.Function {
 	case TMFAbortTask:
-		if n := t.tasks.abort(func(x *Task) bool {
-			return x.cmd.Nexus == req.Nexus && x.cmd.Tag == req.RefTag
-		}); n == 0 {
+		match := func(x *Task) bool { return sameNexus(x) && x.cmd.Tag == req.RefTag }
+		if t.abort(ctx, t.queuesFor(nil), match, errTaskAborted) == 0 {
 			return TMFTaskNotFound
 		}
 		return TMFFunctionComplete
 	case TMFAbortTaskSet:
-		if t.LU(req.LUN) == nil {
+		lu := t.LU(req.LUN)
+		if lu == nil {
 			return TMFIncorrectLUN
 		}
-		t.tasks.abort(func(x *Task) bool { return x.cmd.Nexus == req.Nexus && x.cmd.LUN == req.LUN })
+		t.abort(ctx, []*taskQueue{&lu.tasks}, sameNexus, errTaskAborted)
 		return TMFFunctionComplete
-	case TMFClearTaskSet, TMFLogicalUnitReset:
-		if t.LU(req.LUN) == nil {
+	case TMFClearTaskSet:
+		lu := t.LU(req.LUN)
+		if lu == nil {
 			return TMFIncorrectLUN
 		}
-		t.tasks.abort(func(x *Task) bool { return x.cmd.LUN == req.LUN })
+		t.clearTaskSet(ctx, lu, req.Nexus)
+		return TMFFunctionComplete
+	case TMFLogicalUnitReset:
+		lu := t.LU(req.LUN)
+		if lu == nil {
+			return TMFIncorrectLUN
+		}
+		t.abort(ctx, []*taskQueue{&lu.tasks}, func(*Task) bool { return true }, errTaskAborted)
+		lu.reset(ascBusDeviceReset)
 		return TMFFunctionComplete
 	case TMFTargetWarmReset, TMFTargetColdReset:
-		t.tasks.abort(func(*Task) bool { return true })
+		t.abort(ctx, t.queuesFor(nil), func(*Task) bool { return true }, errTaskAborted)
+		code := ascBusDeviceReset
+		if req.Function == TMFTargetColdReset {
+			code = ascPowerOnOccurred
+		}
+		for _, lu := range t.allLUs() {
+			lu.reset(code)
+		}
+		return TMFFunctionComplete
+	case TMFITNexusReset:
+		t.abort(ctx, t.queuesFor(nil), sameNexus, errTaskAborted)
+		for _, lu := range t.allLUs() {
+			lu.nexusReset(req.Nexus)
+		}
+		return TMFFunctionComplete
+	case TMFQueryTask:
+		if t.find(func(x *Task) bool { return sameNexus(x) && x.cmd.Tag == req.RefTag }) {
+			return TMFFunctionSucceeded
+		}
+		return TMFFunctionComplete
+	case TMFQueryTaskSet:
+		if t.LU(req.LUN) == nil {
+			return TMFIncorrectLUN
+		}
+		if t.find(func(x *Task) bool { return sameNexus(x) && x.cmd.LUN == req.LUN }) {
+			return TMFFunctionSucceeded
+		}
+		return TMFFunctionComplete
+	case TMFQueryAsyncEvent:
+		lu := t.LU(req.LUN)
+		if lu == nil {
+			return TMFIncorrectLUN
+		}
+		if lu.nexusState(req.Nexus).hasUA() {
+			return TMFFunctionSucceeded
+		}
 		return TMFFunctionComplete
 	}
+	// CLEAR ACA (NACA is not supported) and TASK REASSIGN (ERL 0).
 	return TMFNotSupported
 }
 
-// NexusLost aborts the nexus' tasks and drops its per-nexus state. The
-// transport calls it when a session ends.
-func (t *Target) NexusLost(n *Nexus) {
-	t.tasks.abort(func(x *Task) bool { return x.cmd.Nexus == n })
-}
-
-// Task is one command from Begin to End.
-type Task struct {
-	target *Target
-	cmd    *Command
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-}
-
-// Context is done when the task is aborted.
-func (task *Task) Context() context.Context { return task.ctx }
-
-// Command returns the task's command.
-func (task *Task) Command() *Command { return task.cmd }
-
-// Execute runs the command. Call it once, after DataOut is complete.
-func (task *Task) Execute() Result {
-	if task.ctx.Err() != nil {
-		return Result{Aborted: true}
-	}
-	t := task.target
-	lu := t.LU(task.cmd.LUN)
-	res := t.dispatch(task.ctx, lu, task.cmd)
-	if task.ctx.Err() != nil {
-		res.Release()
-		return Result{Aborted: true}
-	}
-	return res
-}
-
-// End unregisters the task.
-func (task *Task) End() {
-	task.target.tasks.remove(task)
-	task.cancel(nil)
-}
-
-// taskSet is the set of open tasks of a target.
-type taskSet struct {
-	mu    sync.Mutex
-	tasks map[*Task]struct{}
-}
-
-func (s *taskSet) init() { s.tasks = make(map[*Task]struct{}) }
-
-func (s *taskSet) add(t *Task) {
-	s.mu.Lock()
-	s.tasks[t] = struct{}{}
-	s.mu.Unlock()
-}
-
-func (s *taskSet) remove(t *Task) {
-	s.mu.Lock()
-	delete(s.tasks, t)
-	s.mu.Unlock()
-}
-
-func (s *taskSet) abort(match func(*Task) bool) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for t := range s.tasks {
-		if match(t) {
-			t.cancel(errTaskAborted)
-			n++
+// clearTaskSet aborts every task of lu. Tasks of other nexuses end with
+// TASK ABORTED status when the control mode page has TAS=1; otherwise
+// they end silently and their nexuses get COMMANDS CLEARED BY ANOTHER
+// INITIATOR (SAM-5 7.6).
+func (t *Target) clearTaskSet(ctx context.Context, lu *LU, by *Nexus) {
+	tas := lu.mode.tas.Load()
+	others := make(map[*Nexus]bool)
+	lu.tasks.mu.Lock()
+	for x := range lu.tasks.open {
+		if x.cmd.Nexus != by {
+			others[x.cmd.Nexus] = true
 		}
 	}
-	return n
+	lu.tasks.mu.Unlock()
+	t.abort(ctx, []*taskQueue{&lu.tasks}, func(x *Task) bool { return x.cmd.Nexus == by }, errTaskAborted)
+	cause := errTaskAborted
+	if tas {
+		cause = errTaskAbortTAS
+	}
+	t.abort(ctx, []*taskQueue{&lu.tasks}, func(x *Task) bool { return x.cmd.Nexus != by }, cause)
+	if !tas {
+		for n := range others {
+			lu.nexusState(n).addUA(ascCommandsClearedByOther)
+		}
+	}
 }
 
-// LUOptions configure a logical unit.
-type LUOptions struct {
-	// Device is the storage. Required.
-	Device blockdev.Device
-	// SerialNumber is reported in VPD page 0x80; stable across restarts.
-	SerialNumber string
-	// NAA is the 16-byte NAA IEEE Registered Extended designator (NAA 6)
-	// reported in VPD page 0x83; stable across restarts.
-	NAA [16]byte
-	// VendorID (8 chars), ProductID (16) and Revision (4) for INQUIRY;
-	// empty means Lunway's defaults.
-	VendorID, ProductID, Revision string
-	// Logger receives the LU's logs; nil discards them.
-	Logger *slog.Logger
+// queuesFor returns the task queues of lu, or of every LU and the orphans.
+func (t *Target) queuesFor(lu *LU) []*taskQueue {
+	if lu != nil {
+		return []*taskQueue{&lu.tasks}
+	}
+	lus := t.allLUs()
+	qs := make([]*taskQueue, 0, len(lus)+1)
+	for _, l := range lus {
+		qs = append(qs, &l.tasks)
+	}
+	return append(qs, &t.orphans)
 }
 
-// LU is a logical unit: a Device and the SCSI state around it.
-type LU struct {
-	opts LUOptions
-	dev  blockdev.Device
-	log  *slog.Logger
+// abort cancels the matching tasks of qs and waits, at most abortWait, for
+// those that are executing. It returns how many tasks matched.
+func (t *Target) abort(ctx context.Context, qs []*taskQueue, match func(*Task) bool, cause error) int {
+	var hit []*Task
+	for _, q := range qs {
+		hit = q.cancel(hit, match, cause)
+	}
+	if len(hit) == 0 {
+		return 0
+	}
+	timer := time.NewTimer(t.abortWait)
+	defer timer.Stop()
+	for _, x := range hit {
+		if x.state.Load() != taskExecuting {
+			continue
+		}
+		select {
+		case <-x.done:
+		case <-timer.C:
+			t.log.Warn("aborted task still executing; answering task management anyway",
+				"lun", x.cmd.LUN, "tag", x.cmd.Tag, "wait", t.abortWait)
+			return len(hit)
+		case <-ctx.Done():
+			return len(hit)
+		}
+	}
+	return len(hit)
 }
 
-// NewLU returns a logical unit over opts.Device.
-func NewLU(opts LUOptions) (*LU, error) {
-	if opts.Device == nil {
-		return nil, errors.New("scsi: LUOptions.Device is nil")
+func (t *Target) find(match func(*Task) bool) bool {
+	for _, q := range t.queuesFor(nil) {
+		if q.find(match) {
+			return true
+		}
 	}
-	if opts.VendorID == "" {
-		opts.VendorID = "LUNWAY"
-	}
-	if opts.ProductID == "" {
-		opts.ProductID = "VIRTUAL-DISK"
-	}
-	if opts.Revision == "" {
-		opts.Revision = "0001"
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &LU{opts: opts, dev: opts.Device, log: log}, nil
+	return false
 }
 
-// Device returns the LU's storage.
-func (lu *LU) Device() blockdev.Device { return lu.dev }
-
-// CapacityChanged tells the LU that its Device was resized: every nexus
-// gets a CAPACITY DATA HAS CHANGED unit attention.
-func (lu *LU) CapacityChanged() {}
+// NexusLost aborts the nexus' tasks and drops its per-nexus state (unit
+// attentions, SCSI-2 reservation, medium removal prevention). The
+// transport calls it when a session ends. Persistent reservations and
+// registrations survive, as SPC-4 requires.
+func (t *Target) NexusLost(n *Nexus) {
+	for _, q := range t.queuesFor(nil) {
+		q.cancel(nil, func(x *Task) bool { return x.cmd.Nexus == n }, errTaskAborted)
+	}
+	for _, lu := range t.allLUs() {
+		lu.nexusLost(n)
+	}
+}
