@@ -110,7 +110,7 @@ func TestCommands(t *testing.T) {
 		{name: "READ 10 beyond end", cdb: "28 00 00001fff 00 0002 00", st: StatusCheckCondition, key: 5, asc: 0x2100},
 		{name: "READ 16 LBA -1", cdb: "88 00 ffffffffffffffff 00000001 00 00", st: StatusCheckCondition, key: 5, asc: 0x2100},
 		{name: "READ 10 RDPROTECT", cdb: "28 20 00000000 00 0001 00", st: StatusCheckCondition, key: 5, asc: 0x2400, sks: "cf0001"},
-				{name: "WRITE 10 WRPROTECT", cdb: "2a 20 00000000 00 0001 00", out: blk, st: StatusCheckCondition, key: 5, asc: 0x2400},
+		{name: "WRITE 10 WRPROTECT", cdb: "2a 20 00000000 00 0001 00", out: blk, st: StatusCheckCondition, key: 5, asc: 0x2400},
 		{name: "WRITE 10 short data-out", cdb: "2a 00 00000000 00 0002 00", out: blk, st: StatusCheckCondition, key: 5, asc: 0x2400},
 		{name: "WRITE 10 beyond end", cdb: "2a 00 00001fff 00 0002 00", out: blk2, st: StatusCheckCondition, key: 5, asc: 0x2100},
 		{name: "WRITE AND VERIFY 10", cdb: "2e 02 00000040 00 0001 00", out: blk},
@@ -181,7 +181,6 @@ func TestVerifyMiscompare(t *testing.T) {
 		t.Fatalf("information %d", s.Info)
 	}
 }
-
 
 func TestWriteSameAndUnmap(t *testing.T) {
 	f := newFixture(t, nil, nil, nil)
@@ -269,12 +268,12 @@ func TestModeSelect(t *testing.T) {
 	f.ready(b)
 	cases := []cmdCase{
 		// Header + caching page with WCE=0.
-		{name: "WCE off", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0812 00" + strings.Repeat("00", 17))},
-		{name: "caching RCD not changeable", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0812 01" + strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2600, sks: "880006"},
-		{name: "bad page length", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0813 00" + strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2600, sks: "800005"},
+		{name: "WCE off", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0812 00"+strings.Repeat("00", 17))},
+		{name: "caching RCD not changeable", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0812 01"+strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2600, sks: "880006"},
+		{name: "bad page length", cdb: "15 10 0000 18 00", out: mustHex(t, "00000000 0813 00"+strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2600, sks: "800005"},
 		{name: "unknown page", cdb: "15 10 0000 08 00", out: mustHex(t, "00000000 1902 0000"), st: StatusCheckCondition, key: 5, asc: 0x2600},
 		{name: "truncated page", cdb: "15 10 0000 08 00", out: mustHex(t, "00000000 0812 0000"), st: StatusCheckCondition, key: 5, asc: 0x1a00},
-		{name: "PF=0 with pages", cdb: "15 00 0000 18 00", out: mustHex(t, "00000000 0812 00" + strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2400},
+		{name: "PF=0 with pages", cdb: "15 00 0000 18 00", out: mustHex(t, "00000000 0812 00"+strings.Repeat("00", 17)), st: StatusCheckCondition, key: 5, asc: 0x2400},
 		{name: "block descriptor", cdb: "15 10 0000 0c 00", out: mustHex(t, "00000008 00000000 00 000200")},
 		{name: "block descriptor wrong size", cdb: "15 10 0000 0c 00", out: mustHex(t, "00000008 00000000 00 001000"), st: StatusCheckCondition, key: 5, asc: 0x2600},
 		{name: "MODE SELECT 10 D_SENSE", cdb: "55 10 0000000000 0014 00", out: mustHex(t, "0000000000000000 0a0a 04 10 00 00 0000 ffff 0000")},
