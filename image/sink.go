@@ -19,12 +19,19 @@ type Sink struct {
 	err   error
 }
 
-// NewSink wraps w. If w implements io.WriterAt, every write goes through
-// WriteAt and w's own file offset is left alone.
+// NewSink wraps w. If w implements io.WriterAt (and, when it is also an
+// io.Seeker, can seek: an *os.File on a pipe or terminal cannot), every
+// write goes through WriteAt at absolute offsets and w's own file offset
+// is left alone.
 func NewSink(w io.Writer) *Sink {
 	s := &Sink{w: w}
 	if wa, ok := w.(io.WriterAt); ok {
 		s.wa = wa
+		if sk, ok := w.(io.Seeker); ok {
+			if _, err := sk.Seek(0, io.SeekCurrent); err != nil {
+				s.wa = nil
+			}
+		}
 	}
 	return s
 }
