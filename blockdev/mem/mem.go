@@ -241,6 +241,12 @@ func (d *Device) Resize(ctx context.Context, sizeBytes int64) error {
 	if d.mu.closed {
 		return blockdev.ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d.mu.info.ReadOnly {
+		return blockdev.ErrReadOnly
+	}
 	if sizeBytes < 0 || sizeBytes%int64(d.mu.info.LogicalBlockSize) != 0 {
 		return fmt.Errorf("%w: size %d", blockdev.ErrUnaligned, sizeBytes)
 	}
