@@ -22,7 +22,9 @@ import (
 // plainDev hides every optional capability of the Device it wraps.
 type plainDev struct{ d blockdev.Device }
 
-func (p plainDev) ReadAt(ctx context.Context, b []byte, off int64) error { return p.d.ReadAt(ctx, b, off) }
+func (p plainDev) ReadAt(ctx context.Context, b []byte, off int64) error {
+	return p.d.ReadAt(ctx, b, off)
+}
 func (p plainDev) WriteAt(ctx context.Context, b []byte, off int64, f blockdev.WriteFlags) error {
 	return p.d.WriteAt(ctx, b, off, f)
 }
