@@ -90,7 +90,7 @@ func parseLogEntry(log []byte, pos uint64, guid GUID) *logEntry {
 		switch string(d[:4]) {
 		case "zero":
 			z := logDesc{zero: true, length: le.Uint64(d[8:]), fileOff: le.Uint64(d[16:])}
-			if z.length%logSector != 0 || z.fileOff%logSector != 0 || z.length > image.MaxVirtualSize {
+			if z.length%logSector != 0 || z.fileOff%logSector != 0 || z.length > image.MaxVirtualSize || z.fileOff > image.MaxVirtualSize {
 				return nil
 			}
 			e.descs = append(e.descs, z)
@@ -105,7 +105,7 @@ func parseLogEntry(log []byte, pos uint64, guid GUID) *logEntry {
 			x := logDesc{fileOff: le.Uint64(d[16:]), data: s[8:4092]}
 			copy(x.trailing[:], d[4:8])
 			copy(x.leading[:], d[8:16])
-			if x.fileOff%logSector != 0 {
+			if x.fileOff%logSector != 0 || x.fileOff > image.MaxVirtualSize {
 				return nil
 			}
 			e.descs = append(e.descs, x)

@@ -54,10 +54,10 @@ func Open(r io.ReaderAt, fileSize int64, res image.Resolver) (*Reader, error) {
 		v := &Reader{size: int64(sp.h.Capacity) * sector}
 		if sp.h.DescriptorOffset != 0 && sp.h.DescriptorSize != 0 {
 			n := int64(sp.h.DescriptorSize) * sector
-			off := int64(sp.h.DescriptorOffset) * sector
-			if off >= fileSize {
+			if sp.h.DescriptorOffset >= uint64(fileSize)/sector {
 				return nil, image.Corruptf("vmdk: embedded descriptor at sector %d: past the end of the file", sp.h.DescriptorOffset)
 			}
+			off := int64(sp.h.DescriptorOffset) * sector
 			text := make([]byte, min(n, fileSize-off))
 			if err := image.ReadFull(r, text, off, "vmdk: embedded descriptor"); err != nil {
 				return nil, err
