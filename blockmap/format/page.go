@@ -264,3 +264,13 @@ func DecodeInterior(b []byte, fanoutShift uint8) (*Interior, error) {
 	}
 	return n, nil
 }
+
+// PageCRC returns the checksum field of an encoded page (which
+// DecodePageHeader verifies), for comparison with the page's Ref. b must
+// hold at least a page header.
+func PageCRC(b []byte) uint32 {
+	if len(b) < PageHeaderLen {
+		return 0
+	}
+	return le.Uint32(b[20:])
+}
