@@ -371,6 +371,7 @@ const (
 	TMFRespReassignUnsupported uint8 = 4
 	TMFRespNotSupported        uint8 = 5
 	TMFRespAuthFailed          uint8 = 6
+	TMFRespSucceeded           uint8 = 7 // RFC 7144, for QUERY functions
 	TMFRespRejected            uint8 = 255
 )
 
