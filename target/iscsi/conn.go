@@ -99,8 +99,8 @@ type conn struct {
 	writerDone chan struct{}
 	statSN     uint32 // writer-owned after login
 
-	draining     atomic.Bool
-	logoutAsked  atomic.Bool
+	draining      atomic.Bool
+	logoutAsked   atomic.Bool
 	inFullFeature atomic.Bool
 }
 

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/lunway/lunway/target/pdu"
@@ -324,13 +324,13 @@ type SessionInfo struct {
 	ISID          [6]byte
 	TSIH          uint16
 	// Target is the target name, empty for discovery sessions.
-	Target     string
-	Discovery  bool
+	Target      string
+	Discovery   bool
 	PortalGroup uint16
-	RemoteAddr string
-	LocalAddr  string
-	Params     pdu.Params
-	Start      time.Time
+	RemoteAddr  string
+	LocalAddr   string
+	Params      pdu.Params
+	Start       time.Time
 	// InFlight counts commands received and not yet answered.
 	InFlight int
 }
@@ -372,9 +372,9 @@ type TargetStats struct {
 	// Logins by outcome: accepted, failed authentication (CHAP), denied by
 	// ACL, and failed otherwise (bad parameters, not found...).
 	LoginsOK, LoginsAuthFailed, LoginsDenied, LoginsFailed uint64
-	PDUsIn, PDUsOut                                       uint64
-	BytesIn, BytesOut                                     uint64
-	Commands                                              uint64
+	PDUsIn, PDUsOut                                        uint64
+	BytesIn, BytesOut                                      uint64
+	Commands                                               uint64
 }
 
 // Stats returns a snapshot of every target's counters, sorted by name,
