@@ -50,13 +50,13 @@ func (d *Device) CompareAndWrite(ctx context.Context, compare, data []byte, off 
 
 // Resize implements blockdev.Resizer for regular files with ftruncate(2):
 // growing exposes zeros (a hole), shrinking drops the data past the new
-// end. Block devices answer blockdev.ErrNotSupported.
+// end. A block device cannot be resized from here: Resize then only
+// accepts the device's current capacity (re-read, so that a LUN follows a
+// logical volume an administrator grew) and answers anything else with
+// blockdev.ErrNotSupported.
 func (d *Device) Resize(ctx context.Context, sizeBytes int64) error {
 	if err := d.begin(ctx, true); err != nil {
 		return err
-	}
-	if d.blockDev {
-		return fmt.Errorf("file: resize %s: a block device: %w", d.path, blockdev.ErrNotSupported)
 	}
 	if sizeBytes < 0 || sizeBytes%d.lbs != 0 {
 		return fmt.Errorf("%w: size %d, block %d", blockdev.ErrUnaligned, sizeBytes, d.lbs)
@@ -67,6 +67,18 @@ func (d *Device) Resize(ctx context.Context, sizeBytes int64) error {
 	defer d.gate.unlockAll()
 	if d.closed.Load() {
 		return blockdev.ErrClosed
+	}
+	if d.blockDev {
+		geo, err := blockGeometry(d.f)
+		if err != nil {
+			return d.fail("resize", err)
+		}
+		if capacity := geo.size / d.lbs * d.lbs; capacity != sizeBytes {
+			return fmt.Errorf("file: resize %s to %d: a block device of %d bytes: %w",
+				d.path, sizeBytes, capacity, blockdev.ErrNotSupported)
+		}
+		d.size.Store(sizeBytes)
+		return nil
 	}
 	if err := d.f.Truncate(sizeBytes); err != nil {
 		return d.fail("resize", err)
