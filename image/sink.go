@@ -65,6 +65,30 @@ func (s *Sink) Write(p []byte) error {
 	return nil
 }
 
+// WriteSparse appends p like Write, but with random access it leaves the
+// all-zero 64 KiB pieces of p as holes (they read as zeros in a fresh
+// file), saving the write and the disk space.
+func (s *Sink) WriteSparse(p []byte) error {
+	if s.wa == nil {
+		return s.Write(p)
+	}
+	const piece = 64 << 10
+	for len(p) > 0 {
+		n := min(len(p), piece)
+		var err error
+		if IsZero(p[:n]) {
+			err = s.Skip(int64(n))
+		} else {
+			err = s.Write(p[:n])
+		}
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
 // Skip advances the position by n bytes that must read as zeros: a hole
 // when the destination has random access (see Finish), zeros otherwise.
 func (s *Sink) Skip(n int64) error {

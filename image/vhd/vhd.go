@@ -462,7 +462,7 @@ func (v *Writer) emit(blk int64, data []byte) error {
 	if err := v.s.Write(v.bitmapBuf); err != nil {
 		return err
 	}
-	return v.s.Write(data)
+	return v.s.WriteSparse(data)
 }
 
 // Close implements image.Writer.

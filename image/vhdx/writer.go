@@ -238,7 +238,7 @@ func (v *Writer) WriteAt(p []byte, off int64) (int, error) {
 func (v *Writer) emit(blk int64, data []byte) error {
 	off := v.s.Pos() // always 1 MiB aligned: blocks are whole MiB
 	v.bat[batIndex(uint64(blk), v.ratio)] = uint64(off)/mib<<20 | payloadFullyPresent
-	return v.s.Write(data)
+	return v.s.WriteSparse(data)
 }
 
 // Close implements image.Writer.
