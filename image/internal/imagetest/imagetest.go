@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lunway/lunway/image"
@@ -251,4 +252,18 @@ func RunTool(t testing.TB, name, pkg string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// AllocatedBytes returns the bytes the file system allocated to path.
+func AllocatedBytes(t testing.TB, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		t.Skip("no block counts on this platform")
+	}
+	return sys.Blocks * 512
 }
