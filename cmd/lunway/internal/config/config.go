@@ -49,27 +49,26 @@ type Log struct {
 	Format string `yaml:"format,omitempty"` // console, json
 }
 
-// ISCSI holds session parameters the target offers and enforces.
+// ISCSI holds session parameters the target offers and enforces. Zero
+// values mean the defaults documented in docs/CONFIG.md.
 type ISCSI struct {
 	QueueDepth               int      `yaml:"queue_depth,omitempty"`
 	MaxRecvDataSegmentLength Size     `yaml:"max_recv_data_segment_length,omitempty"`
 	MaxBurstLength           Size     `yaml:"max_burst_length,omitempty"`
 	FirstBurstLength         Size     `yaml:"first_burst_length,omitempty"`
+	MaxTransferLength        Size     `yaml:"max_transfer_length,omitempty"`
 	ImmediateData            *bool    `yaml:"immediate_data,omitempty"`
-	InitialR2T               *bool    `yaml:"initial_r2t,omitempty"`
+	InitialR2T               bool     `yaml:"initial_r2t,omitempty"`
 	MaxOutstandingR2T        int      `yaml:"max_outstanding_r2t,omitempty"`
-	HeaderDigest             []string `yaml:"header_digest,omitempty"` // in order of preference: None, CRC32C
-	DataDigest               []string `yaml:"data_digest,omitempty"`
+	Digests                  *bool    `yaml:"digests,omitempty"`
 	NopInterval              Duration `yaml:"nop_interval,omitempty"`
 	NopTimeout               Duration `yaml:"nop_timeout,omitempty"`
 	LoginTimeout             Duration `yaml:"login_timeout,omitempty"`
 	ShutdownTimeout          Duration `yaml:"shutdown_timeout,omitempty"`
 	AbortWait                Duration `yaml:"abort_wait,omitempty"`
 	BackendTimeout           Duration `yaml:"backend_timeout,omitempty"`
-	FailedLoginsPerMinute    int      `yaml:"failed_logins_per_minute,omitempty"`
-	DefaultTime2Wait         int      `yaml:"default_time2wait,omitempty"`
-	DefaultTime2Retain       int      `yaml:"default_time2retain,omitempty"`
-	MaxSessionsPerTarget     int      `yaml:"max_sessions_per_target,omitempty"`
+	AuthFailureDelay         Duration `yaml:"auth_failure_delay,omitempty"`
+	MaxSessions              int      `yaml:"max_sessions,omitempty"`
 }
 
 // API configures the management API.
@@ -545,37 +544,27 @@ func (s *ISCSI) validate(f string) error {
 	if err := check("first_burst_length", s.FirstBurstLength, 512, 1<<24-1); err != nil {
 		return err
 	}
-	if s.MaxBurstLength != 0 && s.FirstBurstLength > s.MaxBurstLength {
-		return fieldErr(f+".first_burst_length", "%d exceeds max_burst_length %d", s.FirstBurstLength, s.MaxBurstLength)
+	if err := check("max_transfer_length", s.MaxTransferLength, 512, 1<<30); err != nil {
+		return err
+	}
+	if mbl := s.MaxBurstLength; s.FirstBurstLength > mbl && (mbl != 0 || s.FirstBurstLength > 1<<20) {
+		if mbl == 0 {
+			mbl = 1 << 20
+		}
+		return fieldErr(f+".first_burst_length", "%d exceeds max_burst_length %d", s.FirstBurstLength, mbl)
 	}
 	if s.MaxOutstandingR2T < 0 || s.MaxOutstandingR2T > 65535 {
 		return fieldErr(f+".max_outstanding_r2t", "%d is out of range 1..65535", s.MaxOutstandingR2T)
 	}
-	for name, list := range map[string][]string{"header_digest": s.HeaderDigest, "data_digest": s.DataDigest} {
-		for i, d := range list {
-			if d != "None" && d != "CRC32C" {
-				return fieldErr(fmt.Sprintf("%s.%s[%d]", f, name, i), "%q is not None or CRC32C", d)
-			}
-		}
-	}
 	for name, d := range map[string]Duration{"nop_interval": s.NopInterval, "nop_timeout": s.NopTimeout,
 		"login_timeout": s.LoginTimeout, "shutdown_timeout": s.ShutdownTimeout, "abort_wait": s.AbortWait,
-		"backend_timeout": s.BackendTimeout} {
+		"backend_timeout": s.BackendTimeout, "auth_failure_delay": s.AuthFailureDelay} {
 		if d < 0 {
 			return fieldErr(f+"."+name, "must not be negative")
 		}
 	}
-	if s.DefaultTime2Wait < 0 || s.DefaultTime2Wait > 3600 {
-		return fieldErr(f+".default_time2wait", "%d is out of range 0..3600", s.DefaultTime2Wait)
-	}
-	if s.DefaultTime2Retain < 0 || s.DefaultTime2Retain > 3600 {
-		return fieldErr(f+".default_time2retain", "%d is out of range 0..3600", s.DefaultTime2Retain)
-	}
-	if s.FailedLoginsPerMinute < 0 {
-		return fieldErr(f+".failed_logins_per_minute", "must not be negative")
-	}
-	if s.MaxSessionsPerTarget < 0 {
-		return fieldErr(f+".max_sessions_per_target", "must not be negative")
+	if s.MaxSessions < 0 {
+		return fieldErr(f+".max_sessions", "must not be negative")
 	}
 	return nil
 }

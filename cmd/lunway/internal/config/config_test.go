@@ -54,7 +54,7 @@ iscsi:
   queue_depth: 64
   max_burst_length: 1MiB
   first_burst_length: 64KiB
-  header_digest: [CRC32C, None]
+  digests: false
   nop_interval: 10s
 portal_groups:
   - tag: 1
@@ -124,6 +124,8 @@ func TestValidationNamesField(t *testing.T) {
 		{"portal_groups: [{tag: 1, listen: ['nonsense']}]", "portal_groups[0].listen[0]"},
 		{"iscsi: {queue_depth: 100000}", "iscsi.queue_depth"},
 		{"iscsi: {max_burst_length: 4KiB, first_burst_length: 8KiB}", "iscsi.first_burst_length"},
+		{"iscsi: {first_burst_length: 2MiB}", "iscsi.first_burst_length"},
+		{"iscsi: {nop_timeout: -1s}", "iscsi.nop_timeout"},
 		{"log: {level: loud}", "log.level"},
 	} {
 		c, err := Parse([]byte(tc.yaml))
