@@ -183,16 +183,46 @@ func (s *Store) begin(ctx context.Context, op, name string) error {
 	return nil
 }
 
+// objectPath maps a valid object name to its file, relative to the root:
+//
+//	"a/b/c" → "a@/b@/c"
+func objectPath(name string) string {
+	elems := strings.Split(name, "/")
+	for i := range elems[:len(elems)-1] {
+		elems[i] += dirSuffix
+	}
+	return strings.Join(elems, "/")
+}
+
+// objectName is objectPath's inverse: it maps a path relative to the root
+// back to an object name, or reports that no object lives there.
+func objectName(rel string) (string, bool) {
+	elems := strings.Split(rel, "/")
+	for i, e := range elems {
+		if i < len(elems)-1 {
+			var ok bool
+			if e, ok = strings.CutSuffix(e, dirSuffix); !ok {
+				return "", false
+			}
+			elems[i] = e
+		}
+		if !validElem(e) {
+			return "", false
+		}
+	}
+	name := strings.Join(elems, "/")
+	if backend.ValidName(name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
 // paths maps an object name to its directory and file:
 //
 //	"a/b/c" → <root>/a@/b@, <root>/a@/b@/c
 func (s *Store) paths(name string) (dir, file string) {
-	elems := strings.Split(name, "/")
-	dir = s.root
-	for _, e := range elems[:len(elems)-1] {
-		dir = filepath.Join(dir, e+dirSuffix)
-	}
-	return dir, filepath.Join(dir, elems[len(elems)-1])
+	file = filepath.Join(s.root, filepath.FromSlash(objectPath(name)))
+	return filepath.Dir(file), file
 }
 
 // mapErr wraps err with the store's sentinel for it.

@@ -223,7 +223,7 @@ func (s *store) begin(ctx context.Context, kind Kind, name string, off int64, n 
 	return c, nil
 }
 
-// end retires a call's pending mutation.
+// end retires a call's pending mutation. It may be called more than once.
 func (s *store) end(c *call) {
 	if c.pend == nil {
 		return
@@ -336,9 +336,9 @@ func (s *store) Put(ctx context.Context, name string, data []byte) error {
 	if err != nil {
 		return err
 	}
+	defer s.end(c) // also if an action panics; end is idempotent
 	out, err := s.act(ctx, c)
 	if err != nil || out.drop {
-		s.end(c)
 		return err
 	}
 	if out.corrupt != nil {
@@ -353,9 +353,9 @@ func (s *store) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	defer s.end(c) // also if an action panics; end is idempotent
 	out, err := s.act(ctx, c)
 	if err != nil || out.drop {
-		s.end(c)
 		return err
 	}
 	return s.mutate(c, func() error { return s.inner.Delete(ctx, name) })
@@ -391,9 +391,9 @@ func (s *overwriting) WriteAt(ctx context.Context, name string, p []byte, off in
 	if err != nil {
 		return err
 	}
+	defer s.end(c) // also if an action panics; end is idempotent
 	out, err := s.act(ctx, c)
 	if err != nil || out.drop {
-		s.end(c)
 		return err
 	}
 	if out.corrupt != nil {
