@@ -183,18 +183,18 @@ func (e *env) close() {
 // pattern returns n bytes that depend on seed and position, with no zero
 // logical block (so that written data is told apart from zeros).
 func pattern(seed uint64, n int) []byte {
-	b := make([]byte, n)
+	b := make([]byte, (n+7)/8*8)
 	x := seed*0x9e3779b97f4a7c15 + 0x632be59bd9b4e019
-	for i := range b {
+	for i := 0; i < len(b); i += 8 {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
-		b[i] = byte(x)
-		if i%512 == 0 {
-			b[i] |= 1
-		}
+		binary.LittleEndian.PutUint64(b[i:], x)
 	}
-	return b
+	for i := 0; i < n; i += 512 {
+		b[i] |= 1
+	}
+	return b[:n:n]
 }
 
 func (e *env) write(off int64, p []byte, flags blockdev.WriteFlags) {

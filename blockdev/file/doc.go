@@ -3,9 +3,11 @@
 //	d, err := file.Open(ctx, "/var/lib/lunway/lun0.img", &file.Options{Create: true, SizeBytes: 1 << 30})
 //
 // I/O is pread(2)/pwrite(2) on one descriptor, with no lock on the plain
-// read and write path: Linux keeps concurrent pwrites to one file
-// consistent per block, and os.File keeps the descriptor alive while calls
-// are in flight, so Close never races a pwrite onto a reused descriptor.
+// read and write path. Concurrent overlapping writes are ordered by the
+// kernel (file systems serialise buffered writes to one inode; direct I/O
+// is atomic per sector), which the conformance suite checks block by
+// block. os.File keeps the descriptor alive while calls are in flight, so
+// a Close never lets a pwrite land on a reused descriptor number.
 //
 // # Durability
 //
