@@ -356,3 +356,9 @@ func (s *Session) ClearUnitAttentions(ctx context.Context, lun uint64) ([]Sense,
 	}
 	return seen, fmt.Errorf("initiator: unit attentions keep coming on LUN %d", lun)
 }
+
+// ITT returns the command's initiator task tag.
+func (p *Pending) ITT() uint32 { return p.res.ITT }
+
+// CmdSN returns the CmdSN the command was sent with.
+func (p *Pending) CmdSN() uint32 { return p.res.CmdSN }

@@ -89,6 +89,10 @@ func (s *Session) login() error {
 	record := func(ans []pdu.KV) {
 		for _, kv := range ans {
 			s.answers = append(s.answers, kv)
+			switch kv.Key {
+			case "TargetPortalGroupTag", "TargetAlias":
+				s.takeAnswer(kv, nil)
+			}
 		}
 	}
 	// Security stage.
@@ -176,21 +180,28 @@ func (s *Session) offers(discovery bool) []pdu.KV {
 		{Key: "ErrorRecoveryLevel", Value: "0"},
 	}
 	s.params.MaxRecvDataSegmentLength = o.MaxRecvDataSegmentLength
-	if discovery {
-		return kvs
+	if !discovery {
+		kvs = append(kvs,
+			pdu.KV{Key: "MaxConnections", Value: "1"},
+			pdu.KV{Key: "InitialR2T", Value: pdu.FormatBool(o.InitialR2T)},
+			pdu.KV{Key: "ImmediateData", Value: pdu.FormatBool(!o.NoImmediateData)},
+			pdu.KV{Key: "MaxBurstLength", Value: strconv.Itoa(o.MaxBurstLength)},
+			pdu.KV{Key: "FirstBurstLength", Value: strconv.Itoa(o.FirstBurstLength)},
+			pdu.KV{Key: "MaxOutstandingR2T", Value: strconv.Itoa(o.MaxOutstandingR2T)},
+			pdu.KV{Key: "DataPDUInOrder", Value: "Yes"},
+			pdu.KV{Key: "DataSequenceInOrder", Value: "Yes"},
+			pdu.KV{Key: "IFMarker", Value: "No"},
+			pdu.KV{Key: "OFMarker", Value: "No"},
+		)
 	}
-	return append(kvs,
-		pdu.KV{Key: "MaxConnections", Value: "1"},
-		pdu.KV{Key: "InitialR2T", Value: pdu.FormatBool(o.InitialR2T)},
-		pdu.KV{Key: "ImmediateData", Value: pdu.FormatBool(!o.NoImmediateData)},
-		pdu.KV{Key: "MaxBurstLength", Value: strconv.Itoa(o.MaxBurstLength)},
-		pdu.KV{Key: "FirstBurstLength", Value: strconv.Itoa(o.FirstBurstLength)},
-		pdu.KV{Key: "MaxOutstandingR2T", Value: strconv.Itoa(o.MaxOutstandingR2T)},
-		pdu.KV{Key: "DataPDUInOrder", Value: "Yes"},
-		pdu.KV{Key: "DataSequenceInOrder", Value: "Yes"},
-		pdu.KV{Key: "IFMarker", Value: "No"},
-		pdu.KV{Key: "OFMarker", Value: "No"},
-	)
+	// Extra keys replace the standard offers of the same name.
+	out := kvs[:0]
+	for _, kv := range kvs {
+		if _, ok := pdu.Lookup(o.Extra, kv.Key); !ok {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // takeAnswer applies one key of a login response. It returns a reply when

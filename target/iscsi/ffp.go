@@ -616,6 +616,11 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 
 	maxSeg := c.params.MaxRecvDataSegmentLength
 	burst := c.params.MaxBurstLength
+	task := t.task
+	finish := func() {
+		res.Release()
+		task.End()
+	}
 	var ps [16]*outPDU
 	out := ps[:0]
 	var dataSN uint32
@@ -631,6 +636,7 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 			di.Status = uint8(res.Status)
 			di.Overflow, di.Underflow, di.ResidualCount = over, under, residual
 			p.advanceStatSN = true
+			p.done = finish
 		} else {
 			p.noStatSN = true
 		}
@@ -660,13 +666,8 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 			p.data = b
 		}
 		p.advanceStatSN = true
+		p.done = finish
 		out = append(out, p)
-	}
-	last := out[len(out)-1]
-	task := t.task
-	last.done = func() {
-		res.Release()
-		task.End()
 	}
 	c.queue(out...)
 }
