@@ -256,8 +256,9 @@ func TestImportRestart(t *testing.T) {
 // returns promptly and leaves no goroutine behind.
 func TestCancelPrompt(t *testing.T) {
 	before := runtime.NumGoroutine()
-	data := imagetest.RandomSparse(64<<20, 1, 3)
-	dev := &slowDev{Device: newMem(t, 64<<20), delay: 20 * time.Millisecond}
+	const size = 32 << 20
+	data := imagetest.RandomSparse(size, 1, 3)
+	dev := &slowDev{Device: newMem(t, size), delay: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -268,14 +269,14 @@ func TestCancelPrompt(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("cancel took %v", d)
 	}
-	src := newMem(t, 64<<20)
+	src := newMem(t, size)
 	if err := src.WriteAt(context.Background(), data, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	slow := &slowDev{Device: src, delay: 20 * time.Millisecond}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel2)
-	w, _ := raw.NewWriter(&bytes.Buffer{}, 64<<20)
+	w, _ := raw.NewWriter(&bytes.Buffer{}, size)
 	if _, err := transfer.Export(ctx2, slow, w, &transfer.Options{Concurrency: 8, Chunk: 64 << 10}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("export err %v", err)
 	}

@@ -28,8 +28,12 @@ func RandomSparse(size int64, fraction float64, seed uint64) []byte {
 		n := 1024 + rng.Int64N(255<<10)
 		off := rng.Int64N(size)
 		n = min(n, size-off)
-		for i := off; i < off+n; i++ {
-			b[i] = byte(rng.Uint32())
+		for i := off; i < off+n; i += 8 {
+			v := rng.Uint64()
+			for j := i; j < min(i+8, off+n); j++ {
+				b[j] = byte(v)
+				v >>= 8
+			}
 		}
 		filled += n
 	}
