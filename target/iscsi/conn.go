@@ -111,7 +111,8 @@ func newConn(s *Server, nc net.Conn, tpgt uint16) *conn {
 	c.local, _ = netip.ParseAddrPort(nc.LocalAddr().String())
 	c.log = s.log.With("remote", nc.RemoteAddr().String())
 	c.br = bufio.NewReaderSize(nc, 64<<10)
-	c.rd = pdu.NewReader(c.br, pdu.Limits{MaxDataSegmentLength: loginMaxData})
+	// Login PDUs carry no AHS: a tiny cap drops garbage at once.
+	c.rd = pdu.NewReader(c.br, pdu.Limits{MaxDataSegmentLength: loginMaxData, MaxAHSLength: 4})
 	c.tmu.tasks = make(map[uint32]*cmdTask)
 	c.deferred = make(map[uint32]func())
 	c.wake = make(chan struct{}, 1)

@@ -29,6 +29,10 @@ func loginFail(status uint16, format string, a ...any) error {
 	return &loginError{status: status, why: fmt.Sprintf(format, a...)}
 }
 
+// maxAHS caps TotalAHSLength in full feature phase: an extended CDB of
+// pdu.MaxCDBLength plus an expected bidirectional read length fit.
+const maxAHS = 512
+
 // loginState is the target side of one login (RFC 7143 6.3, 10.12).
 type loginState struct {
 	c     *conn
@@ -522,6 +526,7 @@ func (ls *loginState) finish() error {
 	c.lastRecv.Store(time.Now().UnixNano())
 	c.rd.Limits = pdu.Limits{
 		MaxDataSegmentLength: ls.params.TargetMaxRecvDataSegmentLength,
+		MaxAHSLength:         maxAHS,
 		HeaderDigest:         ls.params.HeaderDigest,
 		DataDigest:           ls.params.DataDigest,
 	}
