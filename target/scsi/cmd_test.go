@@ -87,7 +87,7 @@ func TestCommands(t *testing.T) {
 		{name: "VPD supported", cdb: "12 01 00 00ff 00", data: "00 00 0006 00 80 83 b0 b1 b2"},
 		{name: "VPD serial", cdb: "12 01 80 00ff 00", data: "00 80 0006" + hex.EncodeToString([]byte("SN0001"))},
 		{name: "VPD unknown", cdb: "12 01 c0 00ff 00", st: StatusCheckCondition, key: 5, asc: 0x2400},
-		{name: "VPD block limits", cdb: "12 01 b0 00ff 00", data: "00 b0 003c 01 40 0008 00004000 00000800 00004000 00200000 00000100 00000008 80000000 0000000000200000", prefix: true},
+		{name: "VPD block limits", cdb: "12 01 b0 00ff 00", data: "00 b0 003c 01 40 0008 00004000 00000800 00004000 00100000 00000100 00000008 80000000 0000000000100000", prefix: true},
 		{name: "VPD characteristics", cdb: "12 01 b1 00ff 00", data: "00 b1 003c 0001", prefix: true},
 		{name: "VPD provisioning", cdb: "12 01 b2 00ff 00", data: "00 b2 0004 00 e4 02 00"},
 		{name: "READ CAPACITY 10", cdb: "25 00 00000000 0000 00 00", data: "00001fff 00000200"},

@@ -106,7 +106,7 @@ func (t *Target) dispatch(ctx context.Context, lu *LU, cmd *Command) Result {
 			return r.fail(s)
 		}
 	}
-	if op.pr != prAllowed && lu.pr.conflicts(r) {
+	if lu.pr.conflicts(r) {
 		return Result{Status: StatusReservationConflict}
 	}
 	r.info = lu.dev.Info()

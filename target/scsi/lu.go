@@ -24,7 +24,7 @@ const (
 	DefaultMaxUnmapBlockDescriptors = 256
 	// DefaultMaxWriteSameBytes bounds one WRITE SAME and one UNMAP
 	// descriptor set (MAXIMUM WRITE SAME LENGTH, MAXIMUM UNMAP LBA COUNT).
-	DefaultMaxWriteSameBytes = 1 << 30
+	DefaultMaxWriteSameBytes = 512 << 20
 	// DefaultMaxCompareAndWriteBlocks is the MAXIMUM COMPARE AND WRITE LENGTH.
 	DefaultMaxCompareAndWriteBlocks = 64
 )

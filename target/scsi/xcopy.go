@@ -154,17 +154,17 @@ func (r *request) extendedCopy() Result {
 	if be32(p[12:16]) != 0 {
 		return r.fail(invalidParam(12, -1))
 	}
+	// SPC-4 6.4.3: a descriptor list longer than MAXIMUM DESCRIPTOR LIST
+	// LENGTH, or than the parameter list, is a length error; then the
+	// descriptor counts are checked.
+	if sdl > plen || tdl+sdl > xcopyMaxListLen || 16+tdl+sdl > plen {
+		return r.fail(illegal(ascParamListLength))
+	}
 	if tdl%xcopyTargetDescLen != 0 {
 		return r.fail(invalidParam(2, -1))
 	}
 	if tdl/xcopyTargetDescLen > xcopyMaxTargetDescs {
 		return r.fail(illegal(ascTooManyTargetDescriptors))
-	}
-	if sdl > plen || tdl+sdl > xcopyMaxListLen+xcopySegmentDescLen || 16+tdl+sdl > plen {
-		if 16+tdl+sdl > plen {
-			return r.fail(illegal(ascParamListLength))
-		}
-		return r.fail(illegal(ascTooManySegmentDescriptors))
 	}
 	// Target descriptors.
 	var targets []*LU
@@ -211,11 +211,10 @@ func (r *request) extendedCopy() Result {
 			return r.fail(invalidParam(off+2, -1))
 		}
 		si, di := int(be16(d[4:6])), int(be16(d[6:8]))
-		if si >= len(targets) {
-			return r.fail(invalidParam(off+4, -1))
-		}
-		if di >= len(targets) {
-			return r.fail(invalidParam(off+6, -1))
+		if si >= len(targets) || di >= len(targets) {
+			// An index naming no target descriptor names an
+			// unreachable copy target (SPC-4 6.4.6.1).
+			return r.fail(senseData{key: senseCopyAborted, asc: ascCopyTargetDeviceNotReach})
 		}
 		src, dst := targets[si], targets[di]
 		if src.dev.Info().LogicalBlockSize != dst.dev.Info().LogicalBlockSize {
@@ -253,7 +252,10 @@ func (r *request) copySegment(s xcopySegment) (int64, Result, bool) {
 	bs := int64(srcInfo.LogicalBlockSize)
 	if s.srcLBA > uint64(srcInfo.Blocks()) || uint64(s.blocks) > uint64(srcInfo.Blocks())-s.srcLBA ||
 		s.dstLBA > uint64(dstInfo.Blocks()) || uint64(s.blocks) > uint64(dstInfo.Blocks())-s.dstLBA {
-		return 0, r.fail(senseData{key: senseCopyAborted, asc: ascLBAOutOfRange}), false
+		// A segment beyond a copy target's capacity aborts the copy
+		// (COPY ABORTED, no additional sense, as SPC-4 6.4.6.1 leaves
+		// the code to the copy manager).
+		return 0, r.fail(senseData{key: senseCopyAborted, asc: ascNoAdditionalSense}), false
 	}
 	if dstInfo.ReadOnly || s.dst.mode.swp.Load() {
 		return 0, r.fail(senseData{key: senseDataProtect, asc: ascWriteProtected}), false
