@@ -17,7 +17,7 @@ import (
 const (
 	// DefaultMaxTransferBytes bounds one READ/WRITE (VPD 0xB0 MAXIMUM
 	// TRANSFER LENGTH is this divided by the logical block size).
-	DefaultMaxTransferBytes = 8 << 20
+	DefaultMaxTransferBytes = 32 << 20
 	// maxTransferBytesLimit is the largest MaxTransferBytes accepted.
 	maxTransferBytesLimit = 64 << 20
 	// DefaultMaxUnmapBlockDescriptors bounds an UNMAP parameter list.

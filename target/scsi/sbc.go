@@ -124,9 +124,7 @@ func lbaLen(cdb []byte) (lba uint64, n uint32, lenField int) {
 	}
 }
 
-// doWrite writes n blocks at lba from the data-out buffer. A data-out
-// buffer shorter than the CDB asks for is refused whole (INVALID FIELD IN
-// CDB) rather than written in part; the transport reports the overflow.
+// doWrite writes n blocks at lba from the data-out buffer.
 func (r *request) doWrite(lba uint64, n uint32, lenField int, fua bool) Result {
 	if r.cdb[0] != 0x0a && r.cdb[1]>>5 != 0 { // WRPROTECT
 		return r.fail(invalidCDB(1, 7))
@@ -143,10 +141,15 @@ func (r *request) doWrite(lba uint64, n uint32, lenField int, fua bool) Result {
 		return r.fail(s)
 	}
 	if int64(len(r.cmd.DataOut)) < length {
-		return r.fail(invalidCDB(lenField, -1))
+		// The initiator sent less than the CDB asks for (iSCSI expected
+		// data transfer length < transfer length): write the whole
+		// blocks it did send; the transport reports the overflow
+		// residual (SAM-5 5.4.2, RFC 7143 11.4.5.2).
+		bs := int64(r.info.LogicalBlockSize)
+		length = int64(len(r.cmd.DataOut)) / bs * bs
 	}
 	if length == 0 {
-		return Result{}
+		return Result{TransferLen: r.xfer}
 	}
 	unlock := r.lu.lockWrite(r.ctx, off, length)
 	if unlock == nil {
@@ -364,7 +367,9 @@ func (r *request) writeSame() Result {
 	var pattern []byte
 	if !ndob {
 		r.xfer = uint32(bs)
-		if len(r.cmd.DataOut) < bs {
+		// Exactly one block: any other size means the initiator and the
+		// CDB disagree about what the pattern is.
+		if len(r.cmd.DataOut) != bs {
 			return r.fail(invalidCDB(lf, -1))
 		}
 		pattern = r.cmd.DataOut[:bs]
