@@ -76,7 +76,7 @@ func Capabilities(d blockdev.Device) Caps {
 // Options tune Run. The zero value (or nil) runs the core suite.
 type Options struct {
 	// SizeBytes is the size of the devices the suite opens, a multiple of
-	// 64 KiB; zero means 4 MiB.
+	// 64 KiB of at least 1 MiB; zero means 4 MiB.
 	SizeBytes int64
 
 	// Reopen, when set, enables the durability check: it must make d go
@@ -106,8 +106,8 @@ func Run(t *testing.T, open func(t *testing.T, sizeBytes int64) blockdev.Device,
 	if o.SizeBytes == 0 {
 		o.SizeBytes = 4 << 20
 	}
-	if o.SizeBytes <= 0 || o.SizeBytes%(64<<10) != 0 {
-		t.Fatalf("blockdevtest: SizeBytes %d is not a positive multiple of 64 KiB", o.SizeBytes)
+	if o.SizeBytes < 1<<20 || o.SizeBytes%(64<<10) != 0 {
+		t.Fatalf("blockdevtest: SizeBytes %d is not a multiple of 64 KiB of at least 1 MiB", o.SizeBytes)
 	}
 	mk := func(t *testing.T) *env {
 		t.Helper()
@@ -543,7 +543,7 @@ func testUnmap(t *testing.T, e *env, o *Options) {
 		t.Skip("device does not implement Unmapper")
 	}
 	ctx := t.Context()
-	e.write(0, pattern(9, 1<<20), 0)
+	e.write(0, pattern(9, 1<<20), 0) // SizeBytes is at least 1 MiB
 	for _, r := range e.zeroRanges() {
 		if err := u.Unmap(ctx, r[0], r[1]); err != nil {
 			t.Fatalf("Unmap(%d, %d): %v", r[0], r[1], err)
@@ -637,7 +637,7 @@ func testAllocationStatus(t *testing.T, e *env, o *Options) {
 	}
 	bs, size := e.bs, e.info.SizeBytes
 	written := map[int64]bool{}
-	ranges := [][2]int64{{0, size}, {0, bs}, {bs, 3 * bs}, {size - bs, bs}, {60 << 10, 200 << 10}, {1 << 20, 1<<20 + bs}}
+	ranges := [][2]int64{{0, size}, {0, bs}, {bs, 3 * bs}, {size - bs, bs}, {60 << 10, 200 << 10}, {size / 4, size/2 + bs}}
 	for _, r := range ranges {
 		e.checkStatus(a, r[0], r[1], written)
 	}
@@ -875,9 +875,10 @@ func testCopyRange(t *testing.T, e *env, o *Options) {
 	}
 	e.checkAll()
 	src := &foreign{data: pattern(51, int(64*bs)), bs: int(bs)}
-	switch err := cr.CopyRange(ctx, src, bs, 300*bs, 10*bs); {
+	dst := e.info.SizeBytes - 16*bs
+	switch err := cr.CopyRange(ctx, src, bs, dst, 10*bs); {
 	case err == nil:
-		copy(e.model[300*bs:], src.data[bs:11*bs])
+		copy(e.model[dst:], src.data[bs:11*bs])
 	case errors.Is(err, blockdev.ErrNotSupported):
 	default:
 		t.Fatalf("CopyRange from a foreign device = %v; want nil or ErrNotSupported", err)

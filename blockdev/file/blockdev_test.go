@@ -87,6 +87,7 @@ func TestBlockDeviceConformance(t *testing.T) {
 				}
 				return d
 			}, &blockdevtest.Options{
+				SizeBytes: 2 << 20,
 				ExactCaps: true,
 				Caps:      allCaps,
 				Reopen: func(t *testing.T, d blockdev.Device) blockdev.Device {

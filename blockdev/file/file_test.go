@@ -35,12 +35,14 @@ func TestConformance(t *testing.T) {
 		name   string
 		lbs    int
 		direct bool
-	}{{"512", 512, false}, {"4096", 4096, false}, {"direct", 4096, true}} {
+		size   int64
+	}{{"512", 512, false, 4 << 20}, {"4096", 4096, false, 2 << 20}, {"direct", 4096, true, 2 << 20}} {
 		t.Run(c.name, func(t *testing.T) {
 			blockdevtest.Run(t, func(t *testing.T, sizeBytes int64) blockdev.Device {
 				p := filepath.Join(t.TempDir(), "lun.img")
 				return openFile(t, p, &file.Options{Create: true, SizeBytes: sizeBytes, LogicalBlockSize: c.lbs, Direct: c.direct})
 			}, &blockdevtest.Options{
+				SizeBytes: c.size,
 				ExactCaps: true,
 				Caps:      allCaps,
 				Reopen: func(t *testing.T, d blockdev.Device) blockdev.Device {

@@ -33,7 +33,7 @@ func TestFallbacks(t *testing.T) {
 			t.Fatal("Device without hole punching claims to be thin")
 		}
 		return d
-	}, nil)
+	}, &blockdevtest.Options{SizeBytes: 1 << 20})
 }
 
 func TestMapErrno(t *testing.T) {
