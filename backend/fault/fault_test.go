@@ -128,6 +128,9 @@ func TestMatchers(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
+	if fault.Kinds(fault.OpPut)(fault.Op{Kind: 200}) {
+		t.Error("Kinds matched an unknown kind")
+	}
 	defer func() {
 		if recover() == nil {
 			t.Error("NameGlob with a malformed pattern did not panic")

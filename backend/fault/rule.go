@@ -81,7 +81,7 @@ func Kinds(kinds ...Kind) Matcher {
 			set[k] = true
 		}
 	}
-	return func(op Op) bool { return set[op.Kind] }
+	return func(op Op) bool { return int(op.Kind) < NumKinds && set[op.Kind] }
 }
 
 // Mutations matches Put, Delete and WriteAt.
