@@ -278,7 +278,11 @@ func (r *Reader) ReadData(dst []byte) error {
 		}
 		return err
 	}
-	return r.trailer(CRC32C(dst), len(dst))
+	var crc uint32
+	if r.Limits.DataDigest {
+		crc = CRC32C(dst)
+	}
+	return r.trailer(crc, len(dst))
 }
 
 func (r *Reader) trailer(crc uint32, n int) error {
@@ -321,7 +325,9 @@ func (r *Reader) Discard() error {
 			}
 			return err
 		}
-		crc = updateCRC(crc, chunk[:k])
+		if r.Limits.DataDigest {
+			crc = updateCRC(crc, chunk[:k])
+		}
 		left -= k
 	}
 	return r.trailer(crc, n)
