@@ -173,4 +173,17 @@ func TestBlockDevice(t *testing.T) {
 	if _, err := file.Open(ctx, path, nil); !errors.Is(err, blockdev.ErrInUse) {
 		t.Errorf("second Open of a block device = %v; want ErrInUse", err)
 	}
+	// A block device held exclusively elsewhere (mounted, say) is refused
+	// for writing, and still opens read-only.
+	other := loopDevice(t, 1<<20, 512)
+	held, err := os.OpenFile(other, os.O_RDONLY|os.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := file.Open(ctx, other, nil); !errors.Is(err, blockdev.ErrInUse) {
+		t.Errorf("Open of an exclusively held block device = %v; want ErrInUse", err)
+	}
+	ro := openFile(t, other, &file.Options{ReadOnly: true})
+	ro.Close()
 }

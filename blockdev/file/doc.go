@@ -53,7 +53,9 @@
 // Options.ReadOnly opens read-only and every write fails with
 // blockdev.ErrReadOnly. Open takes an flock(2) on the file (shared when
 // read-only), so two Lunway processes never write one image: a second
-// writer gets blockdev.ErrInUse.
+// writer gets blockdev.ErrInUse. A block device opened for writing is also
+// opened with O_EXCL, which the kernel refuses (ErrInUse) while the device
+// is mounted or otherwise held exclusively.
 //
 // CopyRange copies between file Devices with copy_file_range(2), which
 // file systems with reflinks turn into a metadata operation; anything else

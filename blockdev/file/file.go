@@ -161,6 +161,13 @@ func openOrCreate(path string, flags int, o *Options) (*os.File, bool, error) {
 			return nil, false, fmt.Errorf("file: create %s: %w", path, mapErrno(err))
 		}
 	}
+	// A block device opened for writing is opened exclusively (O_EXCL on
+	// a block device): the kernel refuses it while it is mounted or held
+	// by another exclusive user, and EBUSY becomes ErrInUse.
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&fs.ModeDevice != 0 &&
+		fi.Mode()&fs.ModeCharDevice == 0 && !o.ReadOnly {
+		flags |= os.O_EXCL
+	}
 	f, err := os.OpenFile(path, flags, 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("file: open %s: %w", path, mapErrno(err))
@@ -379,10 +386,7 @@ func (d *Device) pread(p []byte, off int64) error {
 		return nil
 	}
 	if d.direct && !d.aligned(p) {
-		return d.bounce(p, off, func(buf []byte, off int64) error {
-			err := d.pread(buf, off)
-			return err
-		}, true)
+		return d.bounce(p, off, d.pread, true)
 	}
 	n, err := d.f.ReadAt(p, off)
 	if err == io.EOF {
