@@ -85,7 +85,7 @@ func IsDescriptor(head []byte) bool {
 		return true
 	}
 	for _, c := range head {
-		if c != '\n' && c != '\r' && c != '\t' && (c < 0x20 || c > 0x7e) {
+		if c != '\n' && c != '\r' && c != '\t' && (c < 0x20 || c == 0x7f) { // UTF-8 file names are fine
 			return false
 		}
 	}

@@ -196,3 +196,17 @@ func TestWriterQemuCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestReadWithSnapshots reads the active layer of an image that has
+// internal snapshots: snapshot tables are ignored, shared clusters read.
+func TestReadWithSnapshots(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "snap.qcow2")
+	imagetest.QemuImg(t, "create", "-f", "qcow2", img, "3M")
+	qemuIO(t, img, "write -P 0x21 0 256k", "write -P 0x22 1M 64k")
+	imagetest.QemuImg(t, "snapshot", "-c", "first", img)
+	qemuIO(t, img, "write -P 0x23 128k 256k", "write -z 1M 32k")
+	imagetest.QemuImg(t, "snapshot", "-c", "second", img)
+	qemuIO(t, img, "write -P 0x24 2M 4k")
+	checkImage(t, img, nil)
+}

@@ -137,6 +137,14 @@ func TestImportSparse(t *testing.T) {
 		{"used-plain", transfer.Options{Concurrency: 1, Chunk: 256 << 10}, func(t *testing.T, s int64) blockdev.Device { return plainDev{newMem(t, s)} }, true},
 		{"used-plain-resume", transfer.Options{Resume: true}, func(t *testing.T, s int64) blockdev.Device { return plainDev{newMem(t, s)} }, true},
 		{"verify", transfer.Options{Verify: true}, func(t *testing.T, s int64) blockdev.Device { return newMem(t, s) }, true},
+		{"4k-blocks", transfer.Options{}, func(t *testing.T, s int64) blockdev.Device {
+			d, err := mem.New(s, &mem.Options{LogicalBlockSize: 4096})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.Close() })
+			return d
+		}, true},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,15 +1,3 @@
-// Command imagebench measures the import and export throughput of
-// image/transfer against `qemu-img convert` doing the same conversion, on
-// one machine in one run:
-//
-//	go run ./image/internal/imagebench -size 4G -fraction 0.25 -dir /var/tmp
-//
-// It makes a sparse raw file of -size bytes with -fraction of it random
-// data (in 1 MiB runs), then for each format: export = the raw file opened
-// as a blockdev/file Device → an image (ours) vs qemu-img convert -f raw
-// -O fmt; import = that image → a fresh sparse raw file Device (ours) vs
-// qemu-img convert -O raw. Rates are MiB/s of allocated data, the median
-// of -runs runs. Results go to stdout as a table (for docs/PERFORMANCE.md).
 package main
 
 import (
@@ -20,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,8 +27,19 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per measurement (the median is reported)")
 	formats := flag.String("formats", "raw,qcow2,vmdk,vmdk-stream,vpc,vhdx", "formats to measure")
 	conc := flag.Int("concurrency", 4, "transfer concurrency")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "imagebench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*size, *fraction, *dir, *runs, *formats, *conc); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "imagebench:", err)
 		os.Exit(1)
 	}
@@ -113,7 +113,10 @@ func run(sizeArg string, fraction float64, dir string, runs int, formats string,
 			if f.qopts != "" {
 				args = append(args, "-o", f.qopts)
 			}
-			return qemuImg(append(args, src, img)...)
+			if err := qemuImg(append(args, src, img)...); err != nil {
+				return err
+			}
+			return fsync(img)
 		}
 		expOurs, err := median(runs, ours)
 		if err != nil {
@@ -143,7 +146,10 @@ func run(sizeArg string, fraction float64, dir string, runs int, formats string,
 		}
 		impQemu, err := median(runs, func() error {
 			os.Remove(out)
-			return qemuImg("convert", "-f", f.qemu, "-O", "raw", img, out)
+			if err := qemuImg("convert", "-f", f.qemu, "-O", "raw", img, out); err != nil {
+				return err
+			}
+			return fsync(out)
 		})
 		if err != nil {
 			return fmt.Errorf("%s qemu-img import: %w", f.name, err)
@@ -192,6 +198,18 @@ func makeSource(path string, size int64, fraction float64) (int64, error) {
 		return 0, err
 	}
 	return data, f.Sync()
+}
+
+// fsync makes a file qemu-img wrote durable: qemu-img convert does not
+// sync its output, while our import flushes the Device and our export
+// syncs the image, so the comparison includes the same durability.
+func fsync(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 func qemuImg(args ...string) error {
