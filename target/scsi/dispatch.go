@@ -75,7 +75,15 @@ func (t *Target) dispatch(ctx context.Context, lu *LU, cmd *Command) Result {
 	if lu == nil {
 		return t.noLU(cmd, op)
 	}
-	r := &request{ctx: ctx, t: t, lu: lu, cmd: cmd, cdb: cdb, op: op, desc: lu.mode.dsense.Load()}
+	r, _ := t.reqs.Get().(*request)
+	if r == nil {
+		r = new(request)
+	}
+	*r = request{ctx: ctx, t: t, lu: lu, cmd: cmd, cdb: cdb, op: op, desc: lu.mode.dsense.Load()}
+	defer func() {
+		*r = request{}
+		t.reqs.Put(r)
+	}()
 	r.ns = lu.nexusState(cmd.Nexus)
 	if op == nil || !op.noUA {
 		if code, ok := r.ns.takeUA(); ok {

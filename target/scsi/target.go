@@ -57,6 +57,8 @@ type Target struct {
 	registry  *Registry
 	alua      *ALUA
 	table     *commandTable
+	// reqs recycles request structs (one per command).
+	reqs sync.Pool
 
 	mu struct {
 		sync.RWMutex
@@ -186,7 +188,7 @@ func (t *Target) Begin(ctx context.Context, cmd *Command) *Task {
 	if lu != nil {
 		q = &lu.tasks
 	}
-	task := &Task{target: t, cmd: cmd, lu: lu, q: q, done: make(chan struct{})}
+	task := &Task{target: t, cmd: cmd, lu: lu, q: q}
 	task.ctx, task.cancel = context.WithCancelCause(ctx)
 	q.add(task)
 	return task
@@ -329,7 +331,7 @@ func (t *Target) abort(ctx context.Context, qs []*taskQueue, match func(*Task) b
 			continue
 		}
 		select {
-		case <-x.done:
+		case <-x.doneChan():
 		case <-timer.C:
 			t.log.Warn("aborted task still executing; answering task management anyway",
 				"lun", x.cmd.LUN, "tag", x.cmd.Tag, "wait", t.abortWait)

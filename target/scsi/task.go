@@ -28,9 +28,27 @@ type Task struct {
 	deps []*Task
 	dep1 [1]*Task // inline storage for a SIMPLE task's single dependency
 
-	state  atomic.Uint32
-	done   chan struct{} // closed once the task is finished
-	finish sync.Once
+	state atomic.Uint32
+	// fin records that the task is finished; waitCh, made only when
+	// someone waits (task attributes, task management), is closed then.
+	fin struct {
+		sync.Mutex
+		done   bool
+		waitCh chan struct{}
+	}
+}
+
+// doneChan returns a channel closed once the task is finished.
+func (task *Task) doneChan() <-chan struct{} {
+	task.fin.Lock()
+	defer task.fin.Unlock()
+	if task.fin.waitCh == nil {
+		task.fin.waitCh = make(chan struct{})
+		if task.fin.done {
+			close(task.fin.waitCh)
+		}
+	}
+	return task.fin.waitCh
 }
 
 // Context is done when the task is aborted.
@@ -50,7 +68,7 @@ func (task *Task) Execute() Result {
 	defer task.markFinished()
 	for _, d := range task.deps {
 		select {
-		case <-d.done:
+		case <-d.doneChan():
 		case <-task.ctx.Done():
 		}
 	}
@@ -82,10 +100,16 @@ func (task *Task) abortedResult() Result {
 }
 
 func (task *Task) markFinished() {
-	task.finish.Do(func() {
-		task.state.Store(taskFinished)
-		close(task.done)
-	})
+	task.fin.Lock()
+	defer task.fin.Unlock()
+	if task.fin.done {
+		return
+	}
+	task.fin.done = true
+	task.state.Store(taskFinished)
+	if task.fin.waitCh != nil {
+		close(task.fin.waitCh)
+	}
 }
 
 // End unregisters the task. Call it once, after the response was sent (or
@@ -106,12 +130,9 @@ type taskQueue struct {
 func (q *taskQueue) init() { q.open = make(map[*Task]struct{}) }
 
 func isFinished(t *Task) bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
+	t.fin.Lock()
+	defer t.fin.Unlock()
+	return t.fin.done
 }
 
 func (q *taskQueue) add(t *Task) {
