@@ -464,8 +464,8 @@ func (m *merger) rewriteLeaf(j uint64, old format.Ref) (format.Ref, error) {
 		return old, nil
 	}
 	// The deltas' view of the leaf, newest first.
-	dp := m.deltas[0].resolve(start, span, nil)
-	for _, d := range m.deltas[1:] {
+	dp := []piece{{start: start, n: span, kind: pieceGap}}
+	for _, d := range m.deltas {
 		if !hasGap(dp) {
 			break
 		}

@@ -123,7 +123,13 @@ func (v *Volume) copyRefs(ctx context.Context, sv *Volume, srcOff, dstOff, lengt
 	}
 	defer r.release()
 	dst := uint64(dstOff) / bs
-	return v.mutate(ctx, dstOff, length, length, func() {
+	var copied int64 // bytes copied as data (pieces not yet durable)
+	for i, p := range r.pieces {
+		if p.kind == pieceData && r.bufs[i] != nil {
+			copied += int64(p.n * bs)
+		}
+	}
+	return v.mutate(ctx, dstOff, length, copied, func() {
 		for i, p := range r.pieces {
 			at := dst + (p.start - r.pieces[0].start)
 			switch {

@@ -541,6 +541,12 @@ func (v *Volume) waitRoomLocked(ctx context.Context, dataBytes int64) error {
 		if !deltaOK {
 			v.kickCheckpoint()
 		}
+		if !dirtyOK && len(v.mu.sealQ) == 0 && v.mu.sealing == 0 {
+			// Only open segments hold dirty data: seal them so that the
+			// sealer makes room.
+			v.sealLocked(format.RecordData)
+			v.sealLocked(format.RecordGC)
+		}
 		if err := v.mu.ioErr; err != nil {
 			return fmt.Errorf("blockmap: %s: store failing: %w", v.name, err)
 		}
