@@ -183,7 +183,6 @@ func NewLU(opts LUOptions) (*LU, error) {
 	lu.mode.setDefaults()
 	lu.tasks.init()
 	lu.ranges.init()
-	lu.pr.init()
 	lu.attached.naa = opts.NAA
 	lu.attached.serial = opts.SerialNumber
 	if opts.NAA == ([16]byte{}) && opts.SerialNumber != "" {

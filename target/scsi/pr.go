@@ -78,8 +78,6 @@ type prState struct {
 	}
 }
 
-func (p *prState) init() {}
-
 func (p *prState) updateActiveLocked() {
 	p.active.Store(p.mu.resType != 0 || p.mu.scsi2Held)
 }

@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -457,4 +458,38 @@ func TestSCSI2Reservations(t *testing.T) {
 	f.tg.ManageTask(t.Context(), TMFRequest{Function: TMFLogicalUnitReset, Nexus: b})
 	f.ready(a)
 	good(t, f.run(a, 0, read10, nil))
+}
+
+func TestFilePRStore(t *testing.T) {
+	dir := t.TempDir()
+	s := FilePRStore(filepath.Join(dir, "pr.json"))
+	data, err := s.Load(t.Context())
+	if err != nil || data != nil {
+		t.Fatalf("missing file: %q, %v", data, err)
+	}
+	for _, v := range []string{`{"version":1}`, `{"version":1,"aptpl":true}`} {
+		if err := s.Save(t.Context(), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Load(t.Context())
+		if err != nil || string(got) != v {
+			t.Fatalf("load %q, %v; want %q", got, err, v)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("directory holds %d entries (%v): temp files left behind", len(entries), err)
+	}
+	// A store whose directory is gone fails the Save (and so the PR OUT).
+	bad := FilePRStore(filepath.Join(dir, "missing", "pr.json"))
+	if err := bad.Save(t.Context(), []byte("{}")); err == nil {
+		t.Fatal("save into a missing directory succeeded")
+	}
+	f := newFixture(t, nil, nil, func(o *LUOptions) { o.PRStore = bad })
+	n := nexus("iqn.2026-01.io.lunway:a", 1, 1)
+	f.ready(n)
+	expect(t, f.prOut(n, saRegister, 0, 0, 0xa, flagAPTPL, nil), StatusCheckCondition, 5, 0x55, 0x04)
+	if v := f.readKeys(n); len(v.keys) != 0 || v.gen != 0 {
+		t.Fatalf("failed save left state behind: %+v", v)
+	}
 }

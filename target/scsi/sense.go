@@ -184,7 +184,7 @@ func topBit(b byte) int {
 
 // errorSense maps a storage error to status and sense. It is the one place
 // where blockdev errors become SCSI; every handler funnels its Device
-// errors through it.
+// errors through it (request.failErr, which also honours D_SENSE).
 //
 //   - ErrUnavailable and deadline expiries are transient backend trouble:
 //     BUSY, which every initiator retries. Never LOGICAL UNIT NOT SUPPORTED
@@ -221,16 +221,6 @@ func errorSense(err error) (Status, senseData) {
 		return StatusCheckCondition, senseData{key: senseMediumError, asc: ascUnrecoveredRead}
 	}
 	return StatusCheckCondition, senseData{key: senseHardwareError, asc: ascInternalTargetFault}
-}
-
-// errorResult maps a storage error to a Result with fixed-format sense.
-// Handlers use request.fail, which honours D_SENSE.
-func errorResult(err error) Result {
-	st, s := errorSense(err)
-	if st != StatusCheckCondition {
-		return Result{Status: st}
-	}
-	return Result{Status: st, Sense: s.encode(false)}
 }
 
 // SenseInfo is a decoded view of sense data, for tests and logs.

@@ -109,7 +109,9 @@ type Command struct {
 // Result is the outcome of a command.
 type Result struct {
 	Status Status
-	// Sense is fixed-format sense data (SPC-4 4.5.3) for CHECK CONDITION.
+	// Sense is the sense data for CHECK CONDITION: fixed format (SPC-4
+	// 4.5.3), or descriptor format (4.5.2) while the LU's control mode
+	// page has D_SENSE=1. The transport sends it as it is.
 	Sense []byte
 	// Data is the data-in buffer. The transport sends at most ExpectedLen
 	// bytes of it.
