@@ -63,7 +63,7 @@ type prState struct {
 	// check costs one atomic load on the I/O path otherwise.
 	active atomic.Bool
 	mu     struct {
-		sync.Mutex
+		sync.RWMutex
 		generation uint32
 		regs       []*registration
 		// holder is the reservation holder (for all-registrants types,
@@ -119,8 +119,8 @@ func (p *prState) conflicts(r *request) bool {
 		return false
 	}
 	n := r.cmd.Nexus
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	if p.mu.scsi2Held && p.mu.scsi2 != n {
 		// SCSI-2: the holder has exclusive access; others may only
 		// identify the LU, ask for sense, and release (a no-op).

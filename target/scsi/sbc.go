@@ -498,7 +498,7 @@ const maxLBAStatusDescriptors = 1024
 
 // maxLBAStatusQueryBytes bounds the range one GET LBA STATUS asks the
 // Device about.
-const maxLBAStatusQueryBytes = 64 << 30
+const maxLBAStatusQueryBytes = 4 << 30
 
 // GET LBA STATUS (SBC-3 5.7): parameter data is an 8-byte header (data
 // length, reserved) and 16-byte descriptors: LBA (8), NUMBER OF LOGICAL

@@ -81,7 +81,11 @@ func (task *Task) Execute() Result {
 		start := time.Now()
 		task.lu.stats.begin()
 		res = t.dispatch(task.ctx, task.lu, task.cmd)
-		task.lu.stats.end(task.cmd.CDB[0], &res, time.Since(start))
+		var op byte
+		if len(task.cmd.CDB) > 0 {
+			op = task.cmd.CDB[0]
+		}
+		task.lu.stats.end(op, &res, time.Since(start))
 	} else {
 		res = t.dispatch(task.ctx, nil, task.cmd)
 	}
