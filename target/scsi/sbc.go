@@ -3,6 +3,7 @@ package scsi
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 
 	"github.com/lunway/lunway/blockdev"
 )
@@ -327,11 +328,97 @@ func (r *request) readCapacity16() Result {
 	return dataIn(d, alloc)
 }
 
-// READ DEFECT DATA (10): a virtual disk has no defects; the header echoes
-// the requested lists and format with a zero-length list.
+// READ DEFECT DATA (10)/(12): a virtual disk has no defects; the header
+// echoes the requested lists and format with a zero-length list.
 func (r *request) readDefectData() Result {
+	if r.cdb[0] == 0xb7 {
+		d := []byte{0, r.cdb[1] & 0x1f, 0, 0, 0, 0, 0, 0}
+		return dataIn(d, be32(r.cdb[6:10]))
+	}
 	d := []byte{0, r.cdb[2] & 0x1f, 0, 0}
 	return dataIn(d, uint32(be16(r.cdb[7:9])))
+}
+
+// orWriteRetries bounds the compare-and-write rounds of one ORWRITE that
+// keeps losing to concurrent writers.
+const orWriteRetries = 64
+
+// ORWRITE (16) (SBC-3 5.11): the data-out buffer is ORed into the range,
+// atomically against other writes: through the Device's CompareAndWriter
+// (read, OR, compare-and-write, retry on a concurrent change), or under
+// the LU's exclusive range lock.
+func (r *request) orWrite() Result {
+	cdb := r.cdb
+	if cdb[1]>>5 != 0 { // ORPROTECT
+		return r.fail(invalidCDB(1, 7))
+	}
+	lba, n := be64(cdb[2:10]), be32(cdb[10:14])
+	off, length, s, ok := r.checkRange(lba, uint64(n))
+	if !ok {
+		return r.fail(s)
+	}
+	if n > r.lu.lim.maxTransfer {
+		return r.fail(invalidCDB(10, -1))
+	}
+	r.xfer = uint32(length)
+	if s, ok := r.writeProtected(); ok {
+		return r.fail(s)
+	}
+	if int64(len(r.cmd.DataOut)) < length {
+		return r.fail(invalidCDB(10, -1))
+	}
+	if length == 0 {
+		return Result{}
+	}
+	data := r.cmd.DataOut[:length]
+	flags := r.writeFlags(cdb[1]&0x08 != 0)
+	cur, rel := r.lu.pool.get(int(length))
+	if rel != nil {
+		defer rel()
+	}
+	next, rel2 := r.lu.pool.get(int(length))
+	if rel2 != nil {
+		defer rel2()
+	}
+	or := func() error {
+		if err := r.lu.dev.ReadAt(r.ctx, cur, off); err != nil {
+			return err
+		}
+		for i := range next {
+			next[i] = cur[i] | data[i]
+		}
+		return nil
+	}
+	if r.lu.caw == nil {
+		unlock := r.lu.ranges.lock(r.ctx, off, length, true)
+		if unlock == nil {
+			return r.failErr(r.ctx.Err())
+		}
+		defer unlock()
+		if err := or(); err != nil {
+			return r.failErr(err)
+		}
+		if err := r.lu.dev.WriteAt(r.ctx, next, off, flags); err != nil {
+			return r.failErr(err)
+		}
+		return Result{TransferLen: r.xfer}
+	}
+	for range orWriteRetries {
+		if err := or(); err != nil {
+			return r.failErr(err)
+		}
+		err := r.lu.caw.CompareAndWrite(r.ctx, cur, next, off, flags)
+		var mis *blockdev.MiscompareError
+		if errors.As(err, &mis) {
+			continue // another write changed the range in between
+		}
+		if err != nil {
+			return r.failErr(err)
+		}
+		return Result{TransferLen: r.xfer}
+	}
+	// Starved by concurrent writers: let the initiator retry.
+	return Result{Status: StatusBusy, TransferLen: r.xfer}
 }
 
 // zeroChunkBytes bounds one write of an expanded WRITE SAME pattern.

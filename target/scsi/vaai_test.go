@@ -264,3 +264,28 @@ func TestEmulatedWriteSame(t *testing.T) {
 		t.Fatal("not zeroed")
 	}
 }
+
+func TestOrWrite(t *testing.T) {
+	for _, emulated := range []bool{false, true} {
+		var dev blockdev.Device = newMem(t, testBlocks, nil)
+		if emulated {
+			dev = plainDev{dev}
+		}
+		f := newFixture(t, dev, nil, nil)
+		n := nexus("iqn.2026-01.io.lunway:a", 1, 1)
+		f.ready(n)
+		a, b := bytes.Repeat([]byte{0x0f}, 1024), bytes.Repeat([]byte{0x30}, 1024)
+		good(t, f.run(n, 0, mustHex(t, "2a 00 00000008 00 0002 00"), a))
+		good(t, f.run(n, 0, mustHex(t, "8b 08 0000000000000008 00000002 00 00"), b))
+		res := f.run(n, 0, mustHex(t, "28 00 00000008 00 0002 00"), nil)
+		if !bytes.Equal(res.Data, bytes.Repeat([]byte{0x3f}, 1024)) {
+			t.Fatalf("emulated=%v: ORWRITE result %x...", emulated, res.Data[:8])
+		}
+		runCases(t, f, n, []cmdCase{
+			{name: "ORWRITE beyond end", cdb: "8b 00 0000000000001fff 00000002 00 00", out: b, st: StatusCheckCondition, key: 5, asc: 0x2100},
+			{name: "ORWRITE ORPROTECT", cdb: "8b 20 0000000000000000 00000001 00 00", out: b[:512], st: StatusCheckCondition, key: 5, asc: 0x2400},
+			{name: "ORWRITE zero blocks", cdb: "8b 00 0000000000000000 00000000 00 00"},
+			{name: "READ DEFECT DATA 12", cdb: "b7 18 00000000 00000008 00 00", data: "0018000000000000"},
+		})
+	}
+}
