@@ -133,10 +133,14 @@ func (p *prState) conflicts(r *request) bool {
 	if p.mu.resType == 0 {
 		return false
 	}
-	if r.op.pr == prSCSI2 {
-		return true
-	}
 	reg := p.findLocked(n)
+	if r.op.pr == prSCSI2 {
+		// SPC-4 5.9.3 (CRH=1): under a persistent reservation, RESERVE
+		// and RELEASE from the holder, and RELEASE from a registrant,
+		// complete with GOOD and change nothing; anything else conflicts.
+		release := r.op.op == 0x17 || r.op.op == 0x57
+		return !(p.isHolderLocked(n, reg) || (release && reg != nil))
+	}
 	if p.isHolderLocked(n, reg) {
 		return false
 	}
@@ -165,6 +169,9 @@ func (r *request) reserve() Result {
 	p := &r.lu.pr
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.mu.resType != 0 {
+		return Result{} // a persistent reservation holder's RESERVE: no effect
+	}
 	if p.mu.scsi2Held && p.mu.scsi2 != r.cmd.Nexus {
 		return Result{Status: StatusReservationConflict}
 	}
@@ -176,7 +183,7 @@ func (r *request) reserve() Result {
 // RELEASE (6)/(10): releases the nexus' own SCSI-2 reservation; releasing
 // one held by another nexus, or none, is GOOD and changes nothing.
 func (r *request) release() Result {
-	r.lu.pr.releaseSCSI2(r.cmd.Nexus)
+	r.lu.pr.releaseSCSI2(r.cmd.Nexus) // no-op under a persistent reservation: none is held
 	return Result{}
 }
 

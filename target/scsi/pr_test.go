@@ -121,8 +121,15 @@ func TestPRBasic(t *testing.T) {
 	if !f.canRead(b) || f.canWrite(b) || !f.canWrite(a) {
 		t.Fatal("WE access wrong")
 	}
-	// SCSI-2 RESERVE conflicts with a persistent reservation.
-	expect(t, f.run(a, 0, []byte{0x16, 0, 0, 0, 0, 0}, nil), StatusReservationConflict, 0, 0, 0)
+	// SCSI-2 RESERVE/RELEASE under a persistent reservation (CRH=1): the
+	// holder's are GOOD without effect, a non-registrant's conflict.
+	good(t, f.run(a, 0, []byte{0x16, 0, 0, 0, 0, 0}, nil))
+	good(t, f.run(a, 0, []byte{0x17, 0, 0, 0, 0, 0}, nil))
+	expect(t, f.run(b, 0, []byte{0x16, 0, 0, 0, 0, 0}, nil), StatusReservationConflict, 0, 0, 0)
+	expect(t, f.run(b, 0, []byte{0x17, 0, 0, 0, 0, 0}, nil), StatusReservationConflict, 0, 0, 0)
+	if f.lu.pr.mu.scsi2Held {
+		t.Fatal("RESERVE under a persistent reservation took a SCSI-2 reservation")
+	}
 	// INQUIRY, REPORT LUNS, TUR, READ CAPACITY are allowed.
 	good(t, f.run(b, 0, mustHex(t, "12 00 00 0024 00"), nil))
 	good(t, f.run(b, 0, tur, nil))

@@ -611,13 +611,15 @@ func (r *request) getLBAStatus() Result {
 		return r.failErr(err)
 	}
 	d := make([]byte, 8, 8+16*min(len(exts), maxDesc))
+	next := off
 	for _, e := range exts {
 		if len(d) >= 8+16*maxDesc {
 			break
 		}
-		if e.Len <= 0 || e.Off%bs != 0 || e.Len%bs != 0 {
+		if e.Off != next || e.Len <= 0 || e.Len > off+length-e.Off || e.Len%bs != 0 {
 			break // a malformed answer ends the list rather than lying
 		}
+		next = e.Off + e.Len
 		start, count := uint64(e.Off/bs), uint64(e.Len/bs)
 		for count > 0 && len(d) < 8+16*maxDesc {
 			c := min(count, 0xffffffff)

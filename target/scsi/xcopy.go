@@ -203,7 +203,7 @@ func (r *request) extendedCopy() Result {
 		if 16+tdl+sdl-off < 4 {
 			return r.fail(illegal(ascParamListLength))
 		}
-		d := p[off:]
+		d := p[off : 16+tdl+sdl]
 		if d[0] != 0x02 {
 			return r.fail(illegal(ascUnsupportedSegmentDescType))
 		}
