@@ -73,8 +73,9 @@ type delta struct {
 	leaves    map[uint64]*dleaf
 	cleared   rangeSet
 	extents   int // number of dexts plus cleared ranges: the memory bound
-	// added counts, per own segment, the bytes this delta made reference
-	// it, so that a segment referenced only from memory is never freed.
+	// added counts, per own segment, the bytes of it this delta maps, so
+	// that a segment referenced only from memory is never freed and GC
+	// can estimate liveness before a checkpoint.
 	added map[uint64]int64
 }
 
@@ -110,9 +111,10 @@ func (d *delta) set(start, n uint64, unmapped bool, l loc) {
 		first := (start + span - 1) >> d.leafShift
 		last := end >> d.leafShift // exclusive
 		if last > first {
-			for idx := range d.leaves {
+			for idx, lf := range d.leaves {
 				if idx >= first && idx < last {
-					d.extents -= len(d.leaves[idx].ext)
+					d.unref(lf.ext, 0, ^uint64(0))
+					d.extents -= len(lf.ext)
 					delete(d.leaves, idx)
 				}
 			}
@@ -148,9 +150,27 @@ func (d *delta) setInLeaf(idx, start, n uint64, unmapped bool, l loc) {
 			d.extents++
 		}
 	}
+	d.unref(lf.ext, start, start+n)
 	before := len(lf.ext)
 	lf.ext = insertExtent(lf.ext, dext{start: start, n: uint32(n), unmapped: unmapped, loc: l}, d.blockSize)
 	d.extents += len(lf.ext) - before
+}
+
+// unref subtracts from added the own-segment bytes that exts map within
+// [lo, hi), which are about to be replaced.
+func (d *delta) unref(exts []dext, lo, hi uint64) {
+	i := sort.Search(len(exts), func(k int) bool { return exts[k].end() > lo })
+	for ; i < len(exts) && exts[i].start < hi; i++ {
+		e := exts[i]
+		if e.unmapped || e.loc.layer != 0 {
+			continue
+		}
+		n := min(e.end(), hi) - max(e.start, lo)
+		seq := e.loc.seq
+		if d.added[seq] -= int64(n) * int64(d.blockSize); d.added[seq] <= 0 {
+			delete(d.added, seq)
+		}
+	}
 }
 
 // insertExtent puts e into the sorted, disjoint list exts, trimming or

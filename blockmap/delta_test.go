@@ -81,6 +81,20 @@ func TestDeltaModel(t *testing.T) {
 				}
 				cnt += len(lf.ext)
 			}
+			// added is exactly the own-layer bytes the delta maps.
+			want := map[uint64]int64{}
+			for _, lf := range d.leaves {
+				for _, e := range lf.ext {
+					if !e.unmapped && e.loc.layer == 0 {
+						want[e.loc.seq] += int64(e.n) * 512
+					}
+				}
+			}
+			for seq := range mergeKeys(want, d.added) {
+				if want[seq] != d.added[seq] {
+					t.Fatalf("seed %d op %d: added[%d] = %d, delta maps %d", seed, op, seq, d.added[seq], want[seq])
+				}
+			}
 			if cnt != d.extents {
 				t.Fatalf("seed %d op %d: extent count %d, counted %d", seed, op, d.extents, cnt)
 			}

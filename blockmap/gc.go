@@ -33,6 +33,19 @@ func (v *Volume) collector(ctx context.Context) {
 		case <-t.C:
 		case <-v.bg.gcKick:
 		}
+		// Liveness of segments overwritten since the last checkpoint is
+		// only known after the next; take one when much was written.
+		v.mu.RLock()
+		stale := v.mu.journalBytes >= 8*int64(v.segSize)
+		v.mu.RUnlock()
+		if stale {
+			if err := v.checkpoint(ctx, false); err != nil {
+				if ctx.Err() == nil {
+					v.log.Warn("blockmap: checkpoint before GC failed", "volume", v.name, "err", err)
+				}
+				continue
+			}
+		}
 		if _, err := v.gcPass(ctx, v.opts.GCThreshold, 256<<20); err != nil && ctx.Err() == nil {
 			v.log.Warn("blockmap: garbage collection failed", "volume", v.name, "err", err)
 		}
@@ -49,6 +62,10 @@ func (v *Volume) GC(ctx context.Context, threshold float64) (GCResult, error) {
 	}
 	if threshold <= 0 {
 		threshold = v.opts.GCThreshold
+	}
+	// Liveness is exact as of a checkpoint: take one first.
+	if err := v.checkpoint(ctx, false); err != nil {
+		return GCResult{}, err
 	}
 	return v.gcPass(ctx, threshold, 0)
 }

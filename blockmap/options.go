@@ -21,6 +21,7 @@ const (
 	DefaultGCThreshold        = 0.5
 	DefaultGCRateBytes        = 64 << 20
 	DefaultGCInterval         = 2 * time.Second
+	DefaultStoreTimeout       = 30 * time.Second
 	// LeafBytes is how much of the volume one leaf page maps (the leaf
 	// shift is derived from it and the block size at creation).
 	LeafBytes = 512 << 10
@@ -74,6 +75,11 @@ type Options struct {
 	// Snapshot, Resize, Close) and when the delta bound forces one.
 	DisableBackground bool
 
+	// StoreTimeout bounds each background store write (sealing a
+	// segment); a write that times out counts as the store being
+	// unavailable and is retried.
+	StoreTimeout time.Duration
+
 	// ReadOnly opens without writing anything (no replay is persisted,
 	// no collection, writes fail with blockdev.ErrReadOnly).
 	ReadOnly bool
@@ -98,7 +104,7 @@ func (o *Options) Validate() error {
 	if s := o.SegmentSize; s != 0 && (s < format.MinSegmentSize || s > format.MaxSegmentSize || s%4096 != 0) {
 		return fmt.Errorf("blockmap: SegmentSize %d: must be a multiple of 4096 in [%d, %d]", s, format.MinSegmentSize, format.MaxSegmentSize)
 	}
-	if o.CacheBytes < 0 || o.MaxDirtyBytes < 0 || o.MaxDeltaExtents < 0 || o.MaxJournalBytes < 0 || o.GCRateBytes < 0 || o.GCInterval < 0 {
+	if o.CacheBytes < 0 || o.MaxDirtyBytes < 0 || o.MaxDeltaExtents < 0 || o.MaxJournalBytes < 0 || o.GCRateBytes < 0 || o.GCInterval < 0 || o.StoreTimeout < 0 {
 		return fmt.Errorf("blockmap: negative size, rate or interval in Options")
 	}
 	if o.CacheBytes != 0 && o.CacheBytes < 1<<20 {
@@ -148,6 +154,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.GCInterval == 0 {
 		out.GCInterval = DefaultGCInterval
+	}
+	if out.StoreTimeout == 0 {
+		out.StoreTimeout = DefaultStoreTimeout
 	}
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)

@@ -2,10 +2,12 @@ package blockmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/lunway/lunway/backend"
 	"github.com/lunway/lunway/blockmap/format"
 )
 
@@ -259,6 +261,9 @@ func (v *Volume) writeSegment(ctx context.Context, w *segWriter) error {
 	}
 	v.stats.backendWriteOps.Add(1)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, backend.ErrUnavailable) {
+			err = fmt.Errorf("%w: %w", backend.ErrUnavailable, err)
+		}
 		v.mu.Lock()
 		v.mu.ioErr = err
 		v.signalLocked()
@@ -343,7 +348,9 @@ func (v *Volume) sealer(ctx context.Context) {
 		v.mu.sealing++
 		v.mu.Unlock()
 		for {
-			err := v.writeSegment(ctx, w)
+			wctx, cancel := context.WithTimeout(ctx, v.opts.StoreTimeout)
+			err := v.writeSegment(wctx, w)
+			cancel()
 			if err == nil {
 				backoff = 10 * time.Millisecond
 				break

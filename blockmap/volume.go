@@ -695,7 +695,10 @@ func (v *Volume) Close() error {
 			err = v.checkpoint(ctx, false)
 		}
 		if err == nil {
-			err = v.reclaim(ctx)
+			// Garbage left now is collected after the next open.
+			if rerr := v.reclaim(ctx); rerr != nil {
+				v.log.Warn("blockmap: deleting unreferenced objects at close failed", "volume", v.name, "err", rerr)
+			}
 		}
 		cancel()
 		v.bg.cancel()
