@@ -57,15 +57,17 @@ func Open(r io.ReaderAt, fileSize int64, res image.Resolver) (*Reader, error) {
 	if fileSize < v2HeaderLen {
 		return nil, image.Corruptf("qcow2: file of %d bytes: too short for a header", fileSize)
 	}
-	head := make([]byte, min(fileSize, 1<<maxClusterBits))
-	if err := image.ReadFull(r, head[:v2HeaderLen], 0, "qcow2: header"); err != nil {
+	fixed := make([]byte, v2HeaderLen)
+	if err := image.ReadFull(r, fixed, 0, "qcow2: header"); err != nil {
 		return nil, err
 	}
-	// Read only the header cluster, whose size the header tells.
-	cb := binary.BigEndian.Uint32(head[20:])
-	if cb >= minClusterBits && cb <= maxClusterBits {
-		head = head[:min(int64(len(head)), int64(1)<<cb)]
+	// Read the header cluster, whose size the header tells (ParseHeader
+	// refuses an invalid one).
+	n := min(fileSize, 1<<minClusterBits)
+	if cb := binary.BigEndian.Uint32(fixed[20:]); cb >= minClusterBits && cb <= maxClusterBits {
+		n = min(fileSize, int64(1)<<cb)
 	}
+	head := make([]byte, n)
 	if err := image.ReadFull(r, head, 0, "qcow2: header cluster"); err != nil {
 		return nil, err
 	}

@@ -125,7 +125,9 @@ func Import(ctx context.Context, src image.Reader, dst blockdev.Device, opts *Op
 		return res, err
 	}
 	if o.Verify {
-		if err := Verify(ctx, src, dst, &o); err != nil {
+		vo := o
+		vo.Progress = nil // the copy's progress ended at 100%
+		if err := Verify(ctx, src, dst, &vo); err != nil {
 			return res, err
 		}
 		res.Verified = true

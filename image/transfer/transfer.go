@@ -27,7 +27,8 @@ type Options struct {
 	ProgressInterval time.Duration
 	// Verify reads both sides back after the copy and compares them;
 	// a difference is reported as a *MismatchError. (Export verifies in
-	// ExportFile, which can reopen the image it wrote.)
+	// ExportFile, which can reopen the image it wrote.) Progress is not
+	// called during this second pass; call Verify directly to watch it.
 	Verify bool
 	// Resume (import) reads each data chunk of the destination first and
 	// skips the write when it already holds the same bytes: a restarted
