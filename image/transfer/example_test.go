@@ -21,7 +21,12 @@ func Example() {
 	defer os.RemoveAll(dir)
 	src, _ := mem.New(64<<20, nil)
 	defer src.Close()
-	src.WriteAt(ctx, []byte("hello, lunway"), 4096, 0)
+	block := make([]byte, 512)
+	copy(block, "hello, lunway")
+	if err := src.WriteAt(ctx, block, 4096, 0); err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	path := filepath.Join(dir, "disk.qcow2")
 	bar := transfer.NewBar(os.Stderr, "export "+path) // quiet unless stderr is a terminal
