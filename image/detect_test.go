@@ -3,8 +3,6 @@ package image_test
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/lunway/lunway/image"
@@ -62,16 +60,7 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-func seedFile(t testing.TB, name string) []byte {
-	t.Helper()
-	old, _ := os.Getwd()
-	// Seed resolves ../testdata from a format package's directory.
-	if err := os.Chdir(filepath.Join(old, "qcow2")); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Chdir(old)
-	return imagetest.Seed(t, name)
-}
+func seedFile(t testing.TB, name string) []byte { return imagetest.Seed(t, name) }
 
 func FuzzDetect(f *testing.F) {
 	for _, n := range []string{"qcow2-v3.qcow2.gz", "vmdk-stream.vmdk.gz", "vmdk-flat-descriptor.vmdk", "vhd-fixed.vhd.gz"} {

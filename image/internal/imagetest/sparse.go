@@ -104,11 +104,15 @@ func (f *SparseFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// Seed reads a gzip-compressed seed image from image/testdata (see
-// gen.sh there), relative to a format package's directory.
+// Seed reads a seed image (gzip-compressed when named .gz) from
+// image/testdata (see gen.sh there), from the directory of package image
+// or of a format package below it.
 func Seed(t testing.TB, name string) []byte {
 	t.Helper()
 	f, err := os.Open(filepath.Join("..", "testdata", name))
+	if os.IsNotExist(err) {
+		f, err = os.Open(filepath.Join("testdata", name))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
