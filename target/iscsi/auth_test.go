@@ -80,6 +80,7 @@ func TestCHAP(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer s.Close()
+				s.ClearUnitAttentions(ctxT(t), 0)
 				good(t, "tur after CHAP")(s.TestUnitReady(ctxT(t), 0))
 				if st := stats(srv, srv.TargetName); st.LoginsOK != 1 {
 					t.Fatalf("stats %+v", st)

@@ -31,6 +31,12 @@ func dial(t *testing.T, srv *iscsitest.Server, opts *initiator.Options) *initiat
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
+	if o.TargetName != "" {
+		// A new nexus starts with a POWER ON / RESET unit attention.
+		if _, err := s.ClearUnitAttentions(ctxT(t), 0); err != nil {
+			t.Fatalf("clearing unit attentions: %v", err)
+		}
+	}
 	return s
 }
 

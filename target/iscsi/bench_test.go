@@ -34,6 +34,9 @@ func BenchmarkIO(b *testing.B) {
 			}
 			defer s.Close()
 			ctx := context.Background()
+			if _, err := s.ClearUnitAttentions(ctx, 0); err != nil {
+				b.Fatal(err)
+			}
 			b.SetBytes(int64(bc.bs))
 			b.ReportAllocs()
 			var next atomic.Int64

@@ -46,38 +46,38 @@ func TestCHAPTargetSide(t *testing.T) {
 		ok   bool
 	}{
 		{"MD5", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id, "initiator-secret", c)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id, "initiator-secret", c)}}
 		}, true},
 		{"SHA-256 preferred when offered first", "7,5", func(id byte, c []byte) []pdu.KV {
 			if len(c) != 32 {
 				t.Fatalf("challenge of %d bytes for SHA-256", len(c))
 			}
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(7, id, "initiator-secret", c)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(7, id, "initiator-secret", c)}}
 		}, true},
 		{"base64 response", "5", func(id byte, c []byte) []pdu.KV {
 			r, _ := pdu.CHAPResponse(5, id, []byte("initiator-secret"), c)
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", "0b" + b64(r)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: "0b" + b64(r)}}
 		}, true},
 		{"wrong identifier", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id+1, "initiator-secret", c)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id+1, "initiator-secret", c)}}
 		}, false},
 		{"response for another algorithm", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(7, id, "initiator-secret", c)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(7, id, "initiator-secret", c)}}
 		}, false},
 		{"malformed response", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", "zzz"}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: "zzz"}}
 		}, false},
-		{"missing CHAP_R", "5", func(id byte, c []byte) []pdu.KV { return []pdu.KV{{"CHAP_N", "u"}} }, false},
+		{"missing CHAP_R", "5", func(id byte, c []byte) []pdu.KV { return []pdu.KV{{Key: "CHAP_N", Value: "u"}} }, false},
 		{"reflected challenge", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id, "initiator-secret", c)},
-				{"CHAP_I", strconv.Itoa(int(id))}, {"CHAP_C", pdu.FormatHex(c)}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id, "initiator-secret", c)},
+				{Key: "CHAP_I", Value: strconv.Itoa(int(id))}, {Key: "CHAP_C", Value: pdu.FormatHex(c)}}
 		}, false},
 		{"CHAP_I without CHAP_C", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id, "initiator-secret", c)}, {"CHAP_I", "3"}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id, "initiator-secret", c)}, {Key: "CHAP_I", Value: "3"}}
 		}, false},
 		{"bad mutual identifier", "5", func(id byte, c []byte) []pdu.KV {
-			return []pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id, "initiator-secret", c)},
-				{"CHAP_I", "256"}, {"CHAP_C", "0x0102030405060708"}}
+			return []pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id, "initiator-secret", c)},
+				{Key: "CHAP_I", Value: "256"}, {Key: "CHAP_C", Value: "0x0102030405060708"}}
 		}, false},
 	}
 	for _, tc := range tests {
@@ -95,8 +95,8 @@ func TestCHAPTargetSide(t *testing.T) {
 	a := &chapAuth{cfg: cfg}
 	id, c := chapStart(t, a, "5")
 	mine := []byte{9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6}
-	ans, done, err := a.handle([]pdu.KV{{"CHAP_N", "u"}, {"CHAP_R", resp(5, id, "initiator-secret", c)},
-		{"CHAP_I", "42"}, {"CHAP_C", pdu.FormatHex(mine)}})
+	ans, done, err := a.handle([]pdu.KV{{Key: "CHAP_N", Value: "u"}, {Key: "CHAP_R", Value: resp(5, id, "initiator-secret", c)},
+		{Key: "CHAP_I", Value: "42"}, {Key: "CHAP_C", Value: pdu.FormatHex(mine)}})
 	if err != nil || !done {
 		t.Fatal(err)
 	}

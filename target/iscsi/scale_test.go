@@ -41,6 +41,9 @@ func TestManySessions(t *testing.T) {
 		}
 		ss[i] = s
 		defer s.Close()
+		if _, err := s.ClearUnitAttentions(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := len(srv.Sessions()); n != sessions {
 		t.Fatalf("%d sessions", n)
