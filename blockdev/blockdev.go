@@ -82,8 +82,9 @@ type Device interface {
 
 // The optional capabilities below are found by type assertion, as in
 // database/sql/driver. A decorator must implement a capability only when
-// the Device it wraps does (see Capabilities), so that the SCSI layer never
-// advertises a command it cannot perform.
+// the Device it wraps does (blockdevtest checks it with its Capabilities
+// helper), so that the SCSI layer never advertises a command it cannot
+// perform.
 
 // Unmapper deallocates ranges (SCSI UNMAP). Afterwards the range reads as
 // zeros (the SCSI layer reports LBPRZ=1).

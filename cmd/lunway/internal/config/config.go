@@ -245,6 +245,11 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return &c, nil // empty file: all defaults
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// One line per problem from yaml; keep the message on one line.
+			return nil, fmt.Errorf("config: %s", strings.Join(te.Errors, "; "))
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var extra yaml.Node

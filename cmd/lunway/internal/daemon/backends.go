@@ -55,8 +55,20 @@ func openFile(ctx context.Context, cfg *config.Config, lc config.LUN, field stri
 	if err := os.MkdirAll(filepath.Dir(abs), 0o750); err != nil {
 		return nil, &config.FieldError{Field: field + ".path", Msg: err.Error()}
 	}
+	if lc.ReadOnly {
+		// A read-only LUN over a missing file: create it (zeros) first.
+		if _, err := os.Stat(abs); errors.Is(err, os.ErrNotExist) {
+			dev, err := file.Open(ctx, abs, &file.Options{Create: true, SizeBytes: int64(lc.Size)})
+			if err != nil {
+				return nil, &config.FieldError{Field: field + ".path", Msg: err.Error()}
+			}
+			if err := dev.Close(); err != nil {
+				return nil, &config.FieldError{Field: field + ".path", Msg: err.Error()}
+			}
+		}
+	}
 	dev, err := file.Open(ctx, abs, &file.Options{
-		Create:    true,
+		Create:    !lc.ReadOnly,
 		SizeBytes: int64(lc.Size),
 		Direct:    lc.Backend.Direct,
 		ReadOnly:  lc.ReadOnly,
