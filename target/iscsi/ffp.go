@@ -595,6 +595,18 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 		c.taskDone(t)
 		return
 	}
+	// End the task before its response is queued, not after it was
+	// written: an ABORT TASK racing with the response then either aborted
+	// the task first (and no response goes out) or finds no task ("task
+	// does not exist"), never "function complete" for a task whose GOOD
+	// status the initiator already has (RFC 7143 11.6.1).
+	t.task.End()
+	if cause := context.Cause(t.task.Context()); !errors.Is(cause, context.Canceled) &&
+		res.Status != scsi.StatusTaskAborted {
+		res.Release()
+		c.taskDone(t)
+		return
+	}
 	c.taskDone(t) // before queueing, so the response opens the window
 	edtl := t.edtl
 	var data []byte
@@ -616,11 +628,7 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 
 	maxSeg := c.params.MaxRecvDataSegmentLength
 	burst := c.params.MaxBurstLength
-	task := t.task
-	finish := func() {
-		res.Release()
-		task.End()
-	}
+	finish := res.Release
 	var ps [16]*outPDU
 	out := ps[:0]
 	var dataSN uint32
