@@ -33,6 +33,7 @@ type segWriter struct {
 	blockSize  uint32
 	hdrReserve int // header bytes reserved per record
 	capBytes   int // the segment is full at this many bytes
+	initBytes  int // first buffer allocation
 
 	buf        []byte
 	tail       int
@@ -64,7 +65,7 @@ func (w *segWriter) grow(n int) {
 	if need <= len(w.buf) {
 		return
 	}
-	c := max(len(w.buf), 64<<10)
+	c := max(len(w.buf), w.initBytes, 64<<10)
 	for c < need {
 		c *= 2
 	}
@@ -151,6 +152,11 @@ func (v *Volume) streamLocked(kind format.RecordKind) *segWriter {
 	}
 	if *p == nil {
 		w := newSegWriter(v.allocSeqLocked(), kind, v.sb.ID, v.bs, v.segSize)
+		if v.ow != nil {
+			// Segments fill up (flushes append in place): allocate once
+			// instead of growing and copying.
+			w.initBytes = v.segSize
+		}
 		*p = w
 		v.mu.mem[w.seq] = w
 		v.mu.segs[w.seq] = &segMeta{kind: kind, open: true}

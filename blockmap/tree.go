@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 
@@ -217,11 +218,27 @@ func (r *resolved) release() {
 		r.view.release()
 		r.view = nil
 	}
+	if cap(r.pieces) > 64 || cap(r.deltaPieces) > 64 {
+		return // keep the pool's buffers small
+	}
+	clear(r.mem)
+	clear(r.bufs)
+	r.pieces, r.deltaPieces, r.mem, r.bufs = r.pieces[:0], r.deltaPieces[:0], r.mem[:0], r.bufs[:0]
+	resolvedPool.Put(r)
 }
+
+// resolvedPool recycles resolutions: a read allocates nothing of ours.
+var resolvedPool = sync.Pool{New: func() any { return new(resolved) }}
 
 // deltaResolveLocked resolves through the active and frozen deltas.
 func (v *Volume) deltaResolveLocked(start, n uint64) []piece {
-	pieces := v.mu.active.resolve(start, n, nil)
+	return v.deltaResolveInto(start, n, nil)
+}
+
+// deltaResolveInto is deltaResolveLocked appending to out (the read lock
+// is held).
+func (v *Volume) deltaResolveInto(start, n uint64, out []piece) []piece {
+	pieces := v.mu.active.resolve(start, n, out)
 	for i := len(v.mu.frozen) - 1; i >= 0; i-- {
 		if !hasGap(pieces) {
 			break
@@ -243,9 +260,9 @@ func hasGap(pieces []piece) bool {
 // resolve maps [start, start+n) to pieces: the deltas under the read
 // lock, then the committed tree without it. The caller must release.
 func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error) {
-	r := &resolved{}
+	r := resolvedPool.Get().(*resolved)
 	v.mu.RLock()
-	r.deltaPieces = v.deltaResolveLocked(start, n)
+	r.deltaPieces = v.deltaResolveInto(start, n, r.deltaPieces[:0])
 	base := v.mu.base
 	r.gen = v.mu.baseGen
 	r.view = v.mu.view
@@ -254,7 +271,7 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 
 	pieces := r.deltaPieces
 	if hasGap(pieces) {
-		var out []piece
+		out := r.pieces[:0]
 		for _, p := range pieces {
 			if p.kind != pieceGap {
 				out = appendPiece(out, p, v.bs)
@@ -268,11 +285,15 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 		}
 		pieces = out
 	}
+	if !hasGap(r.deltaPieces) {
+		// Keep r.pieces and r.deltaPieces distinct: both are reused.
+		pieces = append(r.pieces[:0], pieces...)
+	}
 	r.pieces = pieces
 	// Attach in-memory segments. A segment leaves v.mu.mem only once it
 	// is durable, so pieces not found here can be read from the store.
-	r.mem = make([]*segWriter, len(pieces))
-	r.bufs = make([][]byte, len(pieces))
+	r.mem = slices.Grow(r.mem[:0], len(pieces))[:len(pieces)]
+	r.bufs = slices.Grow(r.bufs[:0], len(pieces))[:len(pieces)]
 	v.mu.RLock()
 	for i, p := range pieces {
 		if p.kind == pieceData && p.loc.layer == 0 {
@@ -286,18 +307,33 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 	return r, nil
 }
 
+// storeRead is one read of a run of pieces from one segment.
+type storeRead struct {
+	name  string
+	layer uint8
+	seq   uint64
+	off   int64
+	pOff uint64 // where dst starts in the caller's buffer
+	dst  []byte
+}
+
+func (v *Volume) doRead(ctx context.Context, rd *storeRead) error {
+	n, err := v.store.ReadAt(ctx, rd.name, rd.dst, rd.off)
+	v.stats.backendReadOps.Add(1)
+	v.stats.backendReadBytes.Add(int64(n))
+	if err != nil {
+		return v.readErr(rd.name, rd.off, err)
+	}
+	return nil
+}
+
 // readPieces fills p from resolved pieces: zeros, memory, or the store
 // (contiguous runs of one segment in one read, several reads in parallel).
 func (v *Volume) readPieces(ctx context.Context, r *resolved, p []byte) error {
 	bs := uint64(v.bs)
 	base := r.pieces[0].start
-	type storeRead struct {
-		name string
-		off  int64
-		pOff uint64 // where dst starts in p
-		dst  []byte
-	}
-	var reads []storeRead
+	var small [4]storeRead
+	reads := small[:0]
 	for i, pc := range r.pieces {
 		dst := p[(pc.start-base)*bs : (pc.start-base+pc.n)*bs]
 		switch {
@@ -311,32 +347,27 @@ func (v *Volume) readPieces(ctx context.Context, r *resolved, p []byte) error {
 			}
 			copy(dst, b[off:off+len(dst)])
 		default:
-			name := v.segObject(pc.loc.layer, pc.loc.seq)
 			off := int64(pc.loc.off)
 			pOff := (pc.start - base) * bs
-			if k := len(reads) - 1; k >= 0 && reads[k].name == name &&
-				reads[k].off+int64(len(reads[k].dst)) == off && reads[k].pOff+uint64(len(reads[k].dst)) == pOff {
+			if k := len(reads) - 1; k >= 0 && reads[k].pOff+uint64(len(reads[k].dst)) == pOff &&
+				reads[k].off+int64(len(reads[k].dst)) == off && reads[k].layer == pc.loc.layer && reads[k].seq == pc.loc.seq {
 				reads[k].dst = p[reads[k].pOff : pOff+uint64(len(dst))]
 			} else {
-				reads = append(reads, storeRead{name: name, off: off, pOff: pOff, dst: dst})
+				reads = append(reads, storeRead{name: v.segObject(pc.loc.layer, pc.loc.seq), layer: pc.loc.layer, seq: pc.loc.seq, off: off, pOff: pOff, dst: dst})
 			}
 		}
-	}
-	do := func(rd storeRead) error {
-		n, err := v.store.ReadAt(ctx, rd.name, rd.dst, rd.off)
-		v.stats.backendReadOps.Add(1)
-		v.stats.backendReadBytes.Add(int64(n))
-		if err != nil {
-			return v.readErr(rd.name, rd.off, err)
-		}
-		return nil
 	}
 	switch len(reads) {
 	case 0:
 		return nil
 	case 1:
-		return do(reads[0])
+		return v.doRead(ctx, &reads[0])
 	}
+	return v.parallelReads(ctx, slices.Clone(reads))
+}
+
+// parallelReads runs reads with bounded concurrency.
+func (v *Volume) parallelReads(ctx context.Context, reads []storeRead) error {
 	const parallel = 8
 	var (
 		wg    sync.WaitGroup
@@ -352,10 +383,10 @@ func (v *Volume) readPieces(ctx context.Context, r *resolved, p []byte) error {
 					mu.Unlock()
 					return
 				}
-				rd := reads[next]
+				rd := &reads[next]
 				next++
 				mu.Unlock()
-				if err := do(rd); err != nil {
+				if err := v.doRead(ctx, rd); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err

@@ -400,7 +400,8 @@ func (v *Volume) startBackground() {
 	v.bg.ctx, v.bg.cancel = context.WithCancel(context.Background())
 	v.bg.kick = make(chan struct{}, 1)
 	v.bg.gcKick = make(chan struct{}, 1)
-	const sealers = 2
+	// Sealing is latency-bound (a durable write per segment): overlap a few.
+	const sealers = 4
 	for range sealers {
 		v.bg.wg.Add(1)
 		go v.sealer(v.bg.ctx)

@@ -1,0 +1,194 @@
+package blockmap
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lunway/lunway/backend"
+	"github.com/lunway/lunway/backend/dir"
+	"github.com/lunway/lunway/backend/mem"
+	"github.com/lunway/lunway/blockdev"
+	"github.com/lunway/lunway/blockdev/file"
+)
+
+// The benchmarks run the same workloads on a Volume over a directory
+// store (backend/dir, fsync on) and on the plain file Device
+// (blockdev/file), both in b.TempDir(), so on the same disk:
+//
+//	go test -run=^$ -bench='Volume|FileBaseline' -benchtime=20000x ./blockmap/
+//
+// randwrite flushes every 64 writes per worker; overwrite is a long
+// random overwrite of a small volume, for GC's steady state (use a large
+// -benchtime, e.g. 300000x).
+
+const (
+	benchSize      = 256 << 20
+	benchOverwrite = 32 << 20
+	flushEvery     = 64
+)
+
+type benchCase struct {
+	op string
+	bs int
+	qd int
+}
+
+var benchCases = []benchCase{
+	{"randwrite", 4 << 10, 1}, {"randwrite", 4 << 10, 32},
+	{"randread", 4 << 10, 1}, {"randread", 4 << 10, 32},
+	{"seqwrite", 1 << 20, 1}, {"seqread", 1 << 20, 1},
+	{"overwrite", 4 << 10, 32},
+}
+
+func (c benchCase) name() string {
+	bs := fmt.Sprintf("%dKiB", c.bs>>10)
+	if c.bs >= 1<<20 {
+		bs = fmt.Sprintf("%dMiB", c.bs>>20)
+	}
+	return fmt.Sprintf("op=%s/bs=%s/qd=%d", c.op, bs, c.qd)
+}
+
+func BenchmarkVolume(b *testing.B) {
+	benchVolume(b, func(b *testing.B) backend.Store {
+		store, err := dir.Open(b.Context(), b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return store
+	})
+}
+
+// BenchmarkVolumeMemStore runs the same workloads over an in-memory
+// store: the engine's own ceiling, without store latency.
+func BenchmarkVolumeMemStore(b *testing.B) {
+	benchVolume(b, func(b *testing.B) backend.Store { return mem.New(nil) })
+}
+
+func benchVolume(b *testing.B, newStore func(b *testing.B) backend.Store) {
+	for _, c := range benchCases {
+		b.Run(c.name(), func(b *testing.B) {
+			ctx := b.Context()
+			store := newStore(b)
+			defer store.Close()
+			size := int64(benchSize)
+			if c.op == "overwrite" {
+				size = benchOverwrite
+			}
+			v, err := Create(ctx, store, "bench", size, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runBench(b, v, c, size)
+			st := v.Stats()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(st.WriteAmplification, "WA")
+			b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+			if c.op == "overwrite" {
+				b.ReportMetric(float64(st.GCBytesMoved)/(1<<20), "gc-moved-MiB")
+				b.ReportMetric(float64(st.StoredBytes)/float64(size), "space-amp")
+			}
+			if err := v.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
+func BenchmarkFileBaseline(b *testing.B) {
+	for _, c := range benchCases {
+		b.Run(c.name(), func(b *testing.B) {
+			size := int64(benchSize)
+			if c.op == "overwrite" {
+				size = benchOverwrite
+			}
+			d, err := file.Open(b.Context(), filepath.Join(b.TempDir(), "bench.img"), &file.Options{Create: true, SizeBytes: size})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			runBench(b, d, c, size)
+		})
+	}
+}
+
+// runBench runs b.N operations of c on d with c.qd workers and reports
+// IOPS.
+func runBench(b *testing.B, d blockdev.Device, c benchCase, size int64) {
+	ctx := context.Background()
+	if c.op == "randread" || c.op == "seqread" || c.op == "overwrite" {
+		// Read data, not holes; overwrite starts full.
+		chunk := make([]byte, 1<<20)
+		for i := range chunk {
+			chunk[i] = byte(i * 7)
+		}
+		for off := int64(0); off < size; off += int64(len(chunk)) {
+			if err := d.WriteAt(ctx, chunk, off, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := d.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	blocks := size / int64(c.bs)
+	b.SetBytes(int64(c.bs))
+	b.ReportAllocs()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < c.qd; w++ {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 99))
+			buf := make([]byte, c.bs)
+			for i := range buf {
+				buf[i] = byte(i + w)
+			}
+			mine := 0
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					break
+				}
+				var off int64
+				switch c.op {
+				case "seqwrite", "seqread":
+					off = (i % blocks) * int64(c.bs)
+				default:
+					off = rng.Int64N(blocks) * int64(c.bs)
+				}
+				var err error
+				if c.op == "randread" || c.op == "seqread" {
+					err = d.ReadAt(ctx, buf, off)
+				} else {
+					err = d.WriteAt(ctx, buf, off, 0)
+					mine++
+					if err == nil && mine%flushEvery == 0 {
+						err = d.Flush(ctx)
+					}
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if c.op != "randread" && c.op != "seqread" {
+		if err := d.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "IOPS")
+}
