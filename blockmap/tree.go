@@ -313,8 +313,8 @@ type storeRead struct {
 	layer uint8
 	seq   uint64
 	off   int64
-	pOff uint64 // where dst starts in the caller's buffer
-	dst  []byte
+	pOff  uint64 // where dst starts in the caller's buffer
+	dst   []byte
 }
 
 func (v *Volume) doRead(ctx context.Context, rd *storeRead) error {
