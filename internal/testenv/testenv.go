@@ -8,6 +8,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +43,38 @@ func Long(t testing.TB) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode")
 	}
+}
+
+// Ceph returns the environment of the throwaway Ceph cluster that
+// deploy/dev/ceph-up.sh started (CEPH_CONF, CEPH_KEYRING, CEPH_POOL,
+// CEPH_MON_HOST, and with radosgw CEPH_RGW_ENDPOINT, CEPH_S3_ACCESS_KEY,
+// CEPH_S3_SECRET_KEY), read from the file named by LUNWAY_CEPH_ENV or
+// from the process environment. Without a cluster the test stops:
+// skipped locally, failed under LUNWAY_REQUIRE_TOOLS=1.
+func Ceph(t testing.TB) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	if p := os.Getenv("LUNWAY_CEPH_ENV"); p != "" {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			Unavailable(t, "LUNWAY_CEPH_ENV: "+err.Error())
+			return nil
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
+				env[k] = v
+			}
+		}
+	}
+	for _, k := range []string{"CEPH_DIR", "CEPH_CONF", "CEPH_KEYRING", "CEPH_POOL", "CEPH_MON_HOST",
+		"CEPH_RGW_ENDPOINT", "CEPH_S3_ACCESS_KEY", "CEPH_S3_SECRET_KEY"} {
+		if v := os.Getenv(k); v != "" && env[k] == "" {
+			env[k] = v
+		}
+	}
+	if env["CEPH_CONF"] == "" {
+		Unavailable(t, "no Ceph cluster: start one with `bash deploy/dev/ceph-up.sh DIR` and set LUNWAY_CEPH_ENV=DIR/env")
+		return nil
+	}
+	return env
 }
