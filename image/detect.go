@@ -18,16 +18,16 @@ import (
 //
 // Formats Lunway recognises but does not read are reported as
 // ErrUnsupported rather than silently treated as raw.
-var (
-	magicQCOW2      = []byte("QFI\xfb")
-	magicVMDK       = []byte("KDMV")
-	magicVMDK3      = []byte("COWD")
-	magicVHDX       = []byte("vhdxfile")
-	magicVHD        = []byte("conectix")
-	magicQED        = []byte("QED\x00")
-	magicQCOW1      = []byte("QFI\xfb\x00\x00\x00\x01")
-	magicVDI        = []byte("<<< ")
-	magicDescriptor = []byte("# Disk DescriptorFile")
+const (
+	magicQCOW2      = "QFI\xfb"
+	magicVMDK       = "KDMV"
+	magicVMDK3      = "COWD"
+	magicVHDX       = "vhdxfile"
+	magicVHD        = "conectix"
+	magicQED        = "QED\x00"
+	magicQCOW1      = "QFI\xfb\x00\x00\x00\x01"
+	magicVDI        = "<<< "
+	magicDescriptor = "# Disk DescriptorFile"
 )
 
 // maxDescriptorFile caps a VMDK text descriptor file.
@@ -43,21 +43,21 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 		return "", err
 	}
 	switch {
-	case bytes.HasPrefix(head, magicQCOW1):
+	case hasPrefix(head, magicQCOW1):
 		return "", Unsupportedf("qcow version 1 image")
-	case bytes.HasPrefix(head, magicQCOW2):
+	case hasPrefix(head, magicQCOW2):
 		return QCOW2, nil
-	case bytes.HasPrefix(head, magicVMDK):
+	case hasPrefix(head, magicVMDK):
 		return VMDK, nil
-	case bytes.HasPrefix(head, magicVMDK3):
+	case hasPrefix(head, magicVMDK3):
 		return "", Unsupportedf("vmdk: VMware 3 (COWD) sparse extent")
-	case bytes.HasPrefix(head, magicVHDX):
+	case hasPrefix(head, magicVHDX):
 		return VHDX, nil
-	case bytes.HasPrefix(head, magicVHD):
+	case hasPrefix(head, magicVHD):
 		return VHD, nil
-	case bytes.HasPrefix(head, magicQED):
+	case hasPrefix(head, magicQED):
 		return "", Unsupportedf("qed image")
-	case bytes.HasPrefix(head, magicVDI) && len(head) >= 0x44 &&
+	case hasPrefix(head, magicVDI) && len(head) >= 0x44 &&
 		bytes.Equal(head[0x40:0x44], []byte{0x7f, 0x10, 0xda, 0xbe}):
 		return "", Unsupportedf("vdi image")
 	case size <= maxDescriptorFile && IsDescriptor(head):
@@ -69,7 +69,7 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 			if err := ReadFull(r, tail, size-back, "vhd footer"); err != nil {
 				return "", fmt.Errorf("detect: %w", err)
 			}
-			if bytes.Equal(tail, magicVHD) {
+			if string(tail) == magicVHD {
 				return VHD, nil
 			}
 		}
@@ -81,7 +81,7 @@ func Detect(r io.ReaderAt, size int64) (Format, error) {
 // VMDK text descriptor: the customary first line, or a createType key
 // within the first lines of printable text.
 func IsDescriptor(head []byte) bool {
-	if bytes.HasPrefix(head, magicDescriptor) {
+	if hasPrefix(head, magicDescriptor) {
 		return true
 	}
 	for _, c := range head {
@@ -90,4 +90,8 @@ func IsDescriptor(head []byte) bool {
 		}
 	}
 	return bytes.Contains(head, []byte("\ncreateType=")) || bytes.HasPrefix(head, []byte("createType="))
+}
+
+func hasPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix
 }

@@ -336,7 +336,7 @@ const maxSize = 2040 << 30
 // decide from it whether the current size field or the CHS geometry gives
 // the disk size (see Footer.VirtualSize); Lunway writes exact sizes, which
 // is what Hyper-V's "win " announces to every implementation.
-var creatorApp = [4]byte{'w', 'i', 'n', ' '}
+const creatorApp = "win "
 
 // Writer writes a VHD. It implements image.Writer.
 type Writer struct {
@@ -377,7 +377,7 @@ func NewWriter(w io.Writer, size int64, opts *WriterOptions) (*Writer, error) {
 		Version:        0x00010000,
 		DataOffset:     noDataOffset,
 		Timestamp:      uint32(time.Now().Unix() - 946684800),
-		CreatorApp:     creatorApp,
+		CreatorApp:     [4]byte([]byte(creatorApp)),
 		CreatorVersion: 0x00010000,
 		CreatorHostOS:  0x5769326b, // "Wi2k", as most tools write
 		OriginalSize:   uint64(size),
