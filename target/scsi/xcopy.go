@@ -279,6 +279,10 @@ func (r *request) copySegment(s xcopySegment) (int64, Result, bool) {
 			return 0, r.copyAborted(err), false
 		}
 	}
+	var flags blockdev.WriteFlags
+	if !s.dst.mode.wce.Load() {
+		flags = blockdev.FUA // the destination's write cache is disabled
+	}
 	buf, rel := s.dst.pool.get(int(min(length, xcopyChunkBytes)))
 	if rel != nil {
 		defer rel()
@@ -289,7 +293,7 @@ func (r *request) copySegment(s xcopySegment) (int64, Result, bool) {
 		if err := s.src.dev.ReadAt(r.ctx, buf[:n], srcOff+done); err != nil {
 			return done, r.copyAborted(err), false
 		}
-		if err := s.dst.dev.WriteAt(r.ctx, buf[:n], dstOff+done, 0); err != nil {
+		if err := s.dst.dev.WriteAt(r.ctx, buf[:n], dstOff+done, flags); err != nil {
 			return done, r.copyAborted(err), false
 		}
 		done += n
