@@ -272,6 +272,11 @@ func (r *request) copySegment(s xcopySegment) (int64, Result, bool) {
 	defer unlock()
 	if s.dst.copier != nil {
 		err := s.dst.copier.CopyRange(r.ctx, s.src.dev, srcOff, dstOff, length)
+		if err == nil && !s.dst.mode.wce.Load() {
+			// CopyRange has no FUA: with the write cache disabled the
+			// copy must be durable before it completes.
+			err = s.dst.dev.Flush(r.ctx)
+		}
 		if err == nil {
 			return length, Result{}, true
 		}
