@@ -42,6 +42,10 @@ type outPDU struct {
 	noStatSN bool
 	// done runs after the PDU was written or dropped.
 	done func()
+	// res, when hasRes, is released after the PDU was written or dropped
+	// (the last PDU of a command's response).
+	res    scsi.Result
+	hasRes bool
 }
 
 // conn is one iSCSI connection and, after login, its session.
@@ -72,7 +76,7 @@ type conn struct {
 	expCmdSN atomic.Uint32
 	maxCmdSN atomic.Uint32
 	inflight atomic.Int32
-	deferred map[uint32]func() // reader-owned: commands ahead of ExpCmdSN
+	deferred map[uint32]orderedItem // reader-owned: commands ahead of ExpCmdSN
 
 	tmu struct {
 		sync.Mutex
@@ -114,7 +118,7 @@ func newConn(s *Server, nc net.Conn, tpgt uint16) *conn {
 	// Login PDUs carry no AHS: a tiny cap drops garbage at once.
 	c.rd = pdu.NewReader(c.br, pdu.Limits{MaxDataSegmentLength: loginMaxData, MaxAHSLength: 4})
 	c.tmu.tasks = make(map[uint32]*cmdTask)
-	c.deferred = make(map[uint32]func())
+	c.deferred = make(map[uint32]orderedItem)
 	c.wake = make(chan struct{}, 1)
 	c.writerDone = make(chan struct{})
 	return c
@@ -236,6 +240,9 @@ func (c *conn) queue(ps ...*outPDU) {
 func (c *conn) finish(p *outPDU) {
 	if p.done != nil {
 		p.done()
+	}
+	if p.hasRes {
+		p.res.Release()
 	}
 	*p = outPDU{}
 	c.srv.outPool.Put(p)

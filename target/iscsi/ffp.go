@@ -20,6 +20,9 @@ type cmdTask struct {
 	itt       uint32
 	lun       [8]byte
 	immediate bool
+	cdb       [16]byte
+	final     bool // F bit of the command PDU
+	tooBig    bool // expected length beyond Options.MaxTransferLength
 	cmd       scsi.Command
 	task      *scsi.Task
 	edtl      uint32
@@ -99,14 +102,16 @@ func (c *conn) dispatch(h *pdu.BHS, ahs []byte) error {
 		if err := c.discardData(h); err != nil {
 			return err
 		}
-		c.ordered(h, func() { c.taskMgmt(h) })
+		hh := *h // h is the reader's buffer; the request may be deferred
+		c.ordered(h, runFunc(func() { c.taskMgmt(&hh) }))
 		return nil
 	case pdu.OpTextReq:
 		data, err := c.readSmall(h)
 		if err != nil {
 			return err
 		}
-		c.ordered(h, func() { c.textRequest(h, data) })
+		hh := *h
+		c.ordered(h, runFunc(func() { c.textRequest(&hh, data) }))
 		return nil
 	case pdu.OpLogoutReq:
 		if err := c.discardData(h); err != nil {
@@ -115,7 +120,7 @@ func (c *conn) dispatch(h *pdu.BHS, ahs []byte) error {
 		var r pdu.LogoutRequest
 		r.Decode(h)
 		var logout bool
-		c.ordered(h, func() { logout = c.logout(&r) })
+		c.ordered(h, runFunc(func() { logout = c.logout(&r) }))
 		if logout {
 			return errLogout
 		}
@@ -161,13 +166,21 @@ func (c *conn) readSmall(h *pdu.BHS) ([]byte, error) {
 	return b, nil
 }
 
+// orderedItem is a request that runs in CmdSN order.
+type orderedItem interface{ run() }
+
+// runFunc adapts a function to orderedItem.
+type runFunc func()
+
+func (f runFunc) run() { f() }
+
 // ordered runs fn in CmdSN order. Immediate PDUs run at once; a
 // non-immediate one with CmdSN == ExpCmdSN runs and advances ExpCmdSN; one
 // ahead of ExpCmdSN within the window waits for the gap to fill; anything
 // else is silently ignored (RFC 7143 4.2.2.1).
-func (c *conn) ordered(h *pdu.BHS, fn func()) {
+func (c *conn) ordered(h *pdu.BHS, fn orderedItem) {
 	if h.Immediate() {
-		fn()
+		fn.run()
 		return
 	}
 	sn := h.Word(24)
@@ -175,7 +188,7 @@ func (c *conn) ordered(h *pdu.BHS, fn func()) {
 	switch {
 	case sn == exp:
 		c.expCmdSN.Store(exp + 1)
-		fn()
+		fn.run()
 		for {
 			exp = c.expCmdSN.Load()
 			next, ok := c.deferred[exp]
@@ -184,7 +197,7 @@ func (c *conn) ordered(h *pdu.BHS, fn func()) {
 			}
 			delete(c.deferred, exp)
 			c.expCmdSN.Store(exp + 1)
-			next()
+			next.run()
 		}
 	case snLT(exp, sn) && snLE(sn, c.maxCmdSN.Load()):
 		if _, dup := c.deferred[sn]; !dup {
@@ -204,7 +217,7 @@ func (c *conn) skipCmdSN(h *pdu.BHS) {
 	case pdu.OpDataOut, pdu.OpSNACK:
 		return
 	}
-	c.ordered(h, func() {})
+	c.ordered(h, runFunc(func() {}))
 }
 
 // reject queues a Reject carrying the offending header.
@@ -238,13 +251,13 @@ func (c *conn) nopOut(h *pdu.BHS) error {
 	if len(data) > c.params.MaxRecvDataSegmentLength {
 		data = data[:c.params.MaxRecvDataSegmentLength]
 	}
-	c.ordered(h, func() {
+	c.ordered(h, runFunc(func() {
 		p := c.newOut()
 		(&pdu.NOPIn{LUN: r.LUN, ITT: r.ITT, TTT: pdu.ReservedTag}).Encode(&p.bhs)
 		p.data = data
 		p.advanceStatSN = true
 		c.queue(p)
-	})
+	}))
 	return nil
 }
 
@@ -279,11 +292,10 @@ func (c *conn) scsiCommand(h *pdu.BHS, ahs []byte) error {
 	}
 
 	t := &cmdTask{c: c, itt: r.ITT, lun: r.LUN, immediate: r.Immediate, edtl: r.ExpectedDataTransferLength}
-	cdb := r.CDB[:]
+	t.cdb = r.CDB
+	cdb := t.cdb[:]
 	if len(a.ExtendedCDB) > 0 {
 		cdb = append(append(make([]byte, 0, 16+len(a.ExtendedCDB)), r.CDB[:]...), a.ExtendedCDB...)
-	} else {
-		cdb = append([]byte(nil), cdb...)
 	}
 	t.cmd = scsi.Command{
 		Nexus: c.sess.nexus, LUN: scsi.DecodeLUN(r.LUN), CDB: cdb, Tag: r.ITT,
@@ -307,13 +319,17 @@ func (c *conn) scsiCommand(h *pdu.BHS, ahs []byte) error {
 	} else if err := c.discardData(h); err != nil {
 		return err
 	}
-	final := r.Final
-	c.ordered(h, func() { c.admit(t, final, tooBig) })
+	t.final, t.tooBig = r.Final, tooBig
+	c.ordered(h, t)
 	return nil
 }
 
+// run admits the command (orderedItem).
+func (t *cmdTask) run() { t.c.admit(t) }
+
 // admit starts a command in CmdSN order.
-func (c *conn) admit(t *cmdTask, final, tooBig bool) {
+func (c *conn) admit(t *cmdTask) {
+	final, tooBig := t.final, t.tooBig
 	c.stats.commands.Add(1)
 	if !t.immediate {
 		c.inflight.Add(1)
@@ -547,16 +563,18 @@ func (c *conn) execute(t *cmdTask) {
 		t.cmd.DataOut = t.buf[:t.edtl]
 	}
 	c.taskWG.Add(1)
-	go func() {
-		defer c.taskWG.Done()
-		res := t.task.Execute()
-		if t.buf != nil {
-			c.srv.pool.put(t.buf)
-			t.buf = nil
-			t.cmd.DataOut = nil
-		}
-		c.respond(t, res)
-	}()
+	go c.runTask(t)
+}
+
+func (c *conn) runTask(t *cmdTask) {
+	defer c.taskWG.Done()
+	res := t.task.Execute()
+	if t.buf != nil {
+		c.srv.pool.put(t.buf)
+		t.buf = nil
+		t.cmd.DataOut = nil
+	}
+	c.respond(t, res)
 }
 
 // Transport-level sense: key, ASC, ASCQ.
@@ -628,7 +646,6 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 
 	maxSeg := c.params.MaxRecvDataSegmentLength
 	burst := c.params.MaxBurstLength
-	finish := res.Release
 	var ps [16]*outPDU
 	out := ps[:0]
 	var dataSN uint32
@@ -644,7 +661,7 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 			di.Status = uint8(res.Status)
 			di.Overflow, di.Underflow, di.ResidualCount = over, under, residual
 			p.advanceStatSN = true
-			p.done = finish
+			p.res, p.hasRes = res, true
 		} else {
 			p.noStatSN = true
 		}
@@ -674,7 +691,7 @@ func (c *conn) respond(t *cmdTask, res scsi.Result) {
 			p.data = b
 		}
 		p.advanceStatSN = true
-		p.done = finish
+		p.res, p.hasRes = res, true
 		out = append(out, p)
 	}
 	c.queue(out...)

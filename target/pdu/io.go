@@ -179,7 +179,8 @@ type Reader struct {
 	Limits Limits
 
 	buf     [BHSLen + MaxAHSLength + DigestLen]byte
-	pending int // data segment bytes announced by the last header, not yet read
+	tbuf    [8]byte // padding and data digest
+	pending int     // data segment bytes announced by the last header, not yet read
 	hasData bool
 }
 
@@ -291,7 +292,7 @@ func (r *Reader) trailer(crc uint32, n int) error {
 	if r.Limits.DataDigest {
 		tl += DigestLen
 	}
-	var t [8]byte
+	t := r.tbuf[:]
 	if err := readFull(r.r, t[:tl]); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("%w: %w", ErrTruncated, io.ErrUnexpectedEOF)
