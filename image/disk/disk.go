@@ -22,6 +22,11 @@ type OpenOptions struct {
 	// Format skips detection and opens the file as this format. Leave it
 	// empty to detect by content, which is almost always right.
 	Format image.Format
+	// AllowAnyPath lets an image name backing files and extents anywhere.
+	// By default they must lie in the directory of the image opened (or
+	// below it): an untrusted image could otherwise name any file on the
+	// host (say /etc/shadow as a flat extent) and have it copied to a LUN.
+	AllowAnyPath bool
 }
 
 // Open opens the image at path read-only.
@@ -34,12 +39,17 @@ func Open(path string, opts *OpenOptions) (image.Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return openChain(abs, o.Format, nil)
+	root := filepath.Dir(abs)
+	if o.AllowAnyPath {
+		root = ""
+	}
+	return openChain(abs, o.Format, nil, root)
 }
 
 // openChain opens path as the next image of chain (the absolute paths of
-// the images that lead to it).
-func openChain(path string, format image.Format, chain []string) (image.Reader, error) {
+// the images that lead to it). Files it names must lie under root, unless
+// root is empty.
+func openChain(path string, format image.Format, chain []string, root string) (image.Reader, error) {
 	if slices.Contains(chain, path) {
 		return nil, image.Corruptf("backing chain loops back to %s", path)
 	}
@@ -66,7 +76,7 @@ func openChain(path string, format image.Format, chain []string) (image.Reader, 
 			return nil, err
 		}
 	}
-	res := &resolver{dir: filepath.Dir(path), chain: append(slices.Clip(chain), path)}
+	res := &resolver{dir: filepath.Dir(path), root: root, chain: append(slices.Clip(chain), path)}
 	r, err := OpenReader(f, size, format, res)
 	if err != nil {
 		f.Close()
@@ -114,8 +124,13 @@ func (r *fileReader) Close() error {
 // resolver opens the files named by the image at the end of chain.
 type resolver struct {
 	dir   string
+	root  string // files must lie under root; "" allows any
 	chain []string
 }
+
+// ErrOutsideDir: an image names a file outside the directory of the image
+// opened (see OpenOptions.AllowAnyPath).
+var ErrOutsideDir = errors.New("disk: file named by the image lies outside its directory")
 
 func (r *resolver) path(name string) (string, error) {
 	if name == "" || strings.Contains(name, "://") || strings.HasPrefix(name, "json:") || strings.ContainsRune(name, 0) {
@@ -124,7 +139,22 @@ func (r *resolver) path(name string) (string, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(r.dir, name)
 	}
-	return filepath.Clean(name), nil
+	name = filepath.Clean(name)
+	if r.root != "" {
+		// Resolve symbolic links so that a link cannot lead outside.
+		real, err := filepath.EvalSymlinks(name)
+		if err != nil {
+			return "", err
+		}
+		root, err := filepath.EvalSymlinks(r.root)
+		if err != nil {
+			return "", err
+		}
+		if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return "", fmt.Errorf("%w: %q (allow with AllowAnyPath)", ErrOutsideDir, name)
+		}
+	}
+	return name, nil
 }
 
 // OpenBacking implements image.Resolver.
@@ -133,7 +163,7 @@ func (r *resolver) OpenBacking(name string, format image.Format) (image.Reader, 
 	if err != nil {
 		return nil, err
 	}
-	return openChain(p, format, r.chain)
+	return openChain(p, format, r.chain, r.root)
 }
 
 // OpenFile implements image.Resolver.

@@ -159,6 +159,11 @@ func (v *Reader) bitmap(sec uint32) ([]byte, error) {
 // runs calls fn for the maximal runs of sectors in [first, first+n) of a
 // block whose bitmap bits are equal (bit set = stored in this image).
 func runs(bm []byte, first, n int64, fn func(start, count int64, set bool) error) error {
+	// Fast path: a whole-byte range with every sector present (what qemu
+	// and most writers produce).
+	if first%8 == 0 && n%8 == 0 && allOnes(bm[first/8:(first+n)/8]) {
+		return fn(first, n, true)
+	}
 	for s := first; s < first+n; {
 		set := bm[s>>3]&(0x80>>(s&7)) != 0
 		e := s + 1
@@ -489,4 +494,13 @@ func (v *Writer) Close() error {
 		return err
 	}
 	return v.s.Write(v.footer)
+}
+
+func allOnes(b []byte) bool {
+	for _, x := range b {
+		if x != 0xff {
+			return false
+		}
+	}
+	return true
 }
