@@ -79,8 +79,10 @@ func TestCompareAndWrite(t *testing.T) {
 }
 
 // TestCompareAndWriteRace has two nexuses race COMPARE AND WRITE on the
-// same block, each round from the same expected content: exactly one
-// wins each round, and the block always holds one whole new value.
+// same 8 blocks, each round from the same expected content, while a third
+// writes them with a plain WRITE: at most one COMPARE AND WRITE wins each
+// round, a round without a plain write has exactly one winner, and the
+// blocks always hold one of the values written, whole.
 func TestCompareAndWriteRace(t *testing.T) {
 	for _, emulated := range []bool{false, true} {
 		var dev blockdev.Device = newMem(t, testBlocks, nil)
@@ -90,44 +92,56 @@ func TestCompareAndWriteRace(t *testing.T) {
 		f := newFixture(t, dev, nil, nil)
 		a := nexus("iqn.2026-01.io.lunway:a", 1, 1)
 		b := nexus("iqn.2026-01.io.lunway:b", 2, 1)
-		f.ready(a)
-		f.ready(b)
+		w := nexus("iqn.2026-01.io.lunway:w", 3, 1)
+		for _, n := range []*Nexus{a, b, w} {
+			f.ready(n)
+		}
 		cur := make([]byte, 4096)
 		good(t, f.run(a, 0, mustHex(t, "2a 00 00000000 00 0008 00"), cur))
-		for round := 0; round < 50; round++ {
-			next := [2][]byte{pattern(4096, byte(2*round+1)), pattern(4096, byte(2*round+2))}
+		for round := 0; round < 100; round++ {
+			next := [3][]byte{pattern(4096, byte(3*round+1)), pattern(4096, byte(3*round+2)), pattern(4096, byte(3*round+3))}
+			withWriter := round%2 == 1
 			var wg sync.WaitGroup
 			var st [2]Status
 			for i, n := range []*Nexus{a, b} {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					// A plain WRITE of the same content races too: it must
-					// not land between the compare and the write.
 					st[i] = runCmd(f.tg, n, 0, cawCDB(0, 8), append(bytes.Clone(cur), next[i]...), AttrSimple).Status
+				}()
+			}
+			if withWriter {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					runCmd(f.tg, w, 0, mustHex(t, "2a 00 00000000 00 0008 00"), next[2], AttrSimple)
 				}()
 			}
 			wg.Wait()
 			wins := 0
-			var winner []byte
 			for i := range st {
 				switch st[i] {
 				case StatusGood:
 					wins++
-					winner = next[i]
 				case StatusCheckCondition:
 				default:
 					t.Fatalf("round %d: status %#x", round, st[i])
 				}
 			}
-			if wins != 1 {
-				t.Fatalf("round %d: %d winners", round, wins)
+			if wins > 1 || (!withWriter && wins != 1) {
+				t.Fatalf("round %d (writer %v): %d winners", round, withWriter, wins)
 			}
 			res := f.run(a, 0, mustHex(t, "28 00 00000000 00 0008 00"), nil)
-			if !bytes.Equal(res.Data, winner) {
-				t.Fatalf("round %d: block holds neither value whole", round)
+			whole := false
+			for i, v := range next {
+				if bytes.Equal(res.Data, v) && (i == 2 || st[i] == StatusGood) {
+					whole = true
+				}
 			}
-			cur = winner
+			if !whole {
+				t.Fatalf("round %d: blocks hold no whole value written", round)
+			}
+			cur = res.Data
 		}
 	}
 }
