@@ -118,6 +118,13 @@ func (t *Target) dispatch(ctx context.Context, lu *LU, cmd *Command) Result {
 		return Result{Status: StatusReservationConflict}
 	}
 	r.info = lu.dev.Info()
+	if size := r.info.SizeBytes; size != lu.sizeSeen.Load() {
+		// Resized underneath without CapacityChanged: tell every nexus
+		// (this command already sees the new size).
+		if lu.sizeSeen.Swap(size) != size {
+			lu.broadcastUA(r.ns, ascCapacityChanged)
+		}
+	}
 	return op.handle(r)
 }
 

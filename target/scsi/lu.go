@@ -119,6 +119,9 @@ type LU struct {
 	// nexuses maps Nexus.ID → *nexusState: read on every command without
 	// a lock.
 	nexuses sync.Map
+	// sizeSeen is the capacity the LU last reported; a change noticed on
+	// the I/O path raises CAPACITY DATA HAS CHANGED.
+	sizeSeen atomic.Int64
 
 	attached struct {
 		sync.Mutex
@@ -159,6 +162,7 @@ func NewLU(opts LUOptions) (*LU, error) {
 	}
 	lu := &LU{opts: opts, dev: opts.Device, log: log}
 	info := lu.dev.Info()
+	lu.sizeSeen.Store(info.SizeBytes)
 	bs := info.LogicalBlockSize
 	lu.lim = limits{
 		maxTransfer:     uint32(opts.MaxTransferBytes / bs),
@@ -256,8 +260,13 @@ func (lu *LU) detach() {
 }
 
 // CapacityChanged tells the LU that its Device was resized: every nexus
-// gets a CAPACITY DATA HAS CHANGED unit attention.
-func (lu *LU) CapacityChanged() { lu.broadcastUA(nil, ascCapacityChanged) }
+// gets a CAPACITY DATA HAS CHANGED unit attention. (A resize the LU
+// notices by itself, on the next command, has the same effect except for
+// the nexus of that command.)
+func (lu *LU) CapacityChanged() {
+	lu.sizeSeen.Store(lu.dev.Info().SizeBytes)
+	lu.broadcastUA(nil, ascCapacityChanged)
+}
 
 // Stats returns a snapshot of the LU's statistics.
 func (lu *LU) Stats() LUStats {

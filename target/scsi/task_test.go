@@ -371,3 +371,27 @@ func TestConcurrentIO(t *testing.T) {
 		t.Fatalf("latency histogram holds %d reads, counter %d", sum, st.Reads)
 	}
 }
+
+func TestResizeNoticed(t *testing.T) {
+	dev := newMem(t, testBlocks, nil)
+	f := newFixture(t, dev, nil, nil)
+	a := nexus("iqn.2026-01.io.lunway:a", 1, 1)
+	b := nexus("iqn.2026-01.io.lunway:b", 2, 1)
+	f.ready(a)
+	f.ready(b)
+	if err := dev.Resize(t.Context(), 2*testBlocks*512); err != nil {
+		t.Fatal(err)
+	}
+	// a's command notices the resize and sees the new capacity.
+	res := f.run(a, 0, mustHex(t, "25 00 00000000 0000 00 00"), nil)
+	good(t, res)
+	if be32(res.Data) != 2*testBlocks-1 {
+		t.Fatalf("capacity %d", be32(res.Data))
+	}
+	expect(t, f.run(b, 0, tur, nil), StatusCheckCondition, 6, 0x2a, 0x09)
+	good(t, f.run(b, 0, tur, nil))
+	// An explicit CapacityChanged reports to every nexus again.
+	f.lu.CapacityChanged()
+	expect(t, f.run(b, 0, tur, nil), StatusCheckCondition, 6, 0x2a, 0x09)
+	good(t, f.run(b, 0, tur, nil))
+}
