@@ -1,6 +1,7 @@
 package iscsi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -347,7 +348,7 @@ func (s *Server) Sessions() []SessionInfo {
 	for _, c := range conns {
 		out = append(out, c.info())
 	}
-	slices.SortFunc(out, func(a, b SessionInfo) int { return int(a.ID - b.ID) })
+	slices.SortFunc(out, func(a, b SessionInfo) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 
