@@ -180,6 +180,17 @@ func notifyALUA(targets []*Target, skip *nexusState) {
 	}
 }
 
+// portCount returns the number of target ports the groups list.
+func (a *ALUA) portCount() int {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	n := 0
+	for _, g := range a.mu.groups {
+		n += len(g.Ports)
+	}
+	return n
+}
+
 // tpgsBits is the INQUIRY TPGS field: 01b implicit, 11b implicit and explicit.
 func (a *ALUA) tpgsBits() byte {
 	if a.explicit {

@@ -18,8 +18,8 @@ func TestALUA(t *testing.T) {
 	p2 := nexus("iqn.2026-01.io.lunway:a", 1, 2)
 	for _, n := range []*Nexus{p1, p2} {
 		res := f.run(n, 0, mustHex(t, "12 00 00 0024 00"), nil)
-		if res.Data[5]&0x30 != 0x30 {
-			t.Fatalf("TPGS %#x", res.Data[5])
+		if res.Data[5]&0x30 != 0x30 || res.Data[6]&0x10 == 0 {
+			t.Fatalf("TPGS/MULTIP %#x %#x", res.Data[5], res.Data[6])
 		}
 		f.run(n, 0, tur, nil) // power-on UA
 	}

@@ -46,6 +46,9 @@ func (r *request) standardInquiry() []byte {
 	d[5] = 0x08 // 3PC: EXTENDED COPY
 	if r.t.alua != nil {
 		d[5] |= r.t.alua.tpgsBits() << 4
+		if r.t.alua.portCount() > 1 {
+			d[6] |= 0x10 // MULTIP: more than one target port
+		}
 	}
 	d[7] = 0x02
 	copy(d[8:16], padASCII(r.lu.opts.VendorID, 8))
