@@ -3,10 +3,11 @@
 // QEMU's docs/interop/qcow2.txt.
 //
 // The reader serves the active L1 table (snapshots are ignored), standard,
-// zero and deflate-compressed clusters, and backing files through an
-// image.Resolver, which bounds the chain. It refuses clearly: encryption,
-// external data files, zstd compression, extended L2 entries, images
-// marked corrupt, and unknown incompatible features.
+// zero and deflate-compressed clusters, extended L2 entries (32
+// subclusters per cluster), and backing files through an image.Resolver,
+// which bounds the chain. It refuses clearly: encryption, external data
+// files, zstd compression, images marked corrupt, and unknown
+// incompatible features.
 //
 // The writer produces a fresh version-3 (or version-2) image without
 // snapshots or a backing file. Data clusters are written sequentially from

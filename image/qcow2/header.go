@@ -198,8 +198,8 @@ func (h *Header) check() error {
 	if h.IncompatibleFeatures&incompatCorrupt != 0 {
 		return image.Corruptf("qcow2: image is marked corrupt (repair it with qemu-img check -r all)")
 	}
-	if h.IncompatibleFeatures&incompatExtendedL2 != 0 {
-		return image.Unsupportedf("qcow2: extended L2 entries (subclusters)")
+	if h.IncompatibleFeatures&incompatExtendedL2 != 0 && h.ClusterBits < 14 {
+		return image.Corruptf("qcow2: extended L2 entries with %d-byte clusters: subclusters would be smaller than 512 bytes", 1<<h.ClusterBits)
 	}
 	if h.IncompatibleFeatures&incompatCompression != 0 || h.CompressionType != 0 {
 		if h.CompressionType == 1 {

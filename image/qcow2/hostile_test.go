@@ -54,7 +54,7 @@ func TestHostileImages(t *testing.T) {
 		{"encrypted", imagetest.Patch(seed, 32, be32(2)), false, image.ErrUnsupported, "encrypted"},
 		{"external data file", imagetest.Patch(seed, 72, be64(1<<2)), false, image.ErrUnsupported, "external data file"},
 		{"marked corrupt", imagetest.Patch(seed, 72, be64(1<<1)), false, image.ErrCorrupt, "marked corrupt"},
-		{"extended L2", imagetest.Patch(seed, 72, be64(1<<4)), false, image.ErrUnsupported, "extended L2"},
+		{"extended L2 small clusters", imagetest.Patch(seed, 72, be64(1<<4)), false, image.ErrCorrupt, "extended L2"},
 		{"unknown feature", imagetest.Patch(seed, 72, be64(1<<20)), false, image.ErrUnsupported, "unknown incompatible"},
 		{"zstd", imagetest.Patch(imagetest.Patch(seed, 72, be64(1<<3)), 104, []byte{1}), false, image.ErrUnsupported, "zstd"},
 		{"version", imagetest.Patch(seed, 4, be32(4)), false, image.ErrUnsupported, "version"},
@@ -103,7 +103,7 @@ func TestSeedsMatchGolden(t *testing.T) {
 	}{{0, 4 << 10, 0x11}, {68 << 10, 8 << 10, 0x22}, {700 << 10, 3 << 10, 0x33}, {1020 << 10, 4 << 10, 0x44}} {
 		copy(want[r.off:], bytes.Repeat([]byte{r.b}, r.n))
 	}
-	for _, name := range []string{"qcow2-v2.qcow2.gz", "qcow2-v3.qcow2.gz", "qcow2-compressed.qcow2.gz"} {
+	for _, name := range []string{"qcow2-v2.qcow2.gz", "qcow2-v3.qcow2.gz", "qcow2-compressed.qcow2.gz", "qcow2-extl2.qcow2.gz"} {
 		t.Run(name, func(t *testing.T) {
 			b := imagetest.Seed(t, name)
 			r, err := qcow2.Open(bytes.NewReader(b), int64(len(b)), nil)
@@ -143,7 +143,7 @@ func FuzzParseHeader(f *testing.F) {
 }
 
 func FuzzOpen(f *testing.F) {
-	for _, name := range []string{"qcow2-v2.qcow2.gz", "qcow2-v3.qcow2.gz", "qcow2-compressed.qcow2.gz", "qcow2-overlay.qcow2.gz"} {
+	for _, name := range []string{"qcow2-v2.qcow2.gz", "qcow2-v3.qcow2.gz", "qcow2-compressed.qcow2.gz", "qcow2-overlay.qcow2.gz", "qcow2-extl2.qcow2.gz"} {
 		f.Add(imagetest.Pack(imagetest.Seed(f, name)))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -29,6 +29,9 @@ func TestReadQemuImages(t *testing.T) {
 		{"v3-compressed", []string{"-c", "-o", "compat=1.1"}, 4<<20 + 4096},
 		{"v3-compressed-cluster512", []string{"-c", "-o", "compat=1.1,cluster_size=512"}, 1 << 20},
 		{"v3-odd-size", []string{"-o", "compat=1.1"}, 3<<20 + 12345},
+		{"v3-extended-l2", []string{"-o", "compat=1.1,extended_l2=on"}, 5 << 20},
+		{"v3-extended-l2-cluster2m", []string{"-o", "compat=1.1,extended_l2=on,cluster_size=2M"}, 6 << 20},
+		{"v3-extended-l2-compressed", []string{"-c", "-o", "compat=1.1,extended_l2=on,cluster_size=16k"}, 2 << 20},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,4 +212,17 @@ func TestReadWithSnapshots(t *testing.T) {
 	imagetest.QemuImg(t, "snapshot", "-c", "second", img)
 	qemuIO(t, img, "write -P 0x24 2M 4k")
 	checkImage(t, img, nil)
+}
+
+// TestReadExtendedL2Backing writes single subclusters of an overlay with
+// extended L2 entries: the rest of each cluster comes from the backing
+// file, subcluster by subcluster.
+func TestReadExtendedL2Backing(t *testing.T) {
+	dir := t.TempDir()
+	base := imagetest.RandomSparse(4<<20, 0.7, 8)
+	imagetest.WriteSparse(t, filepath.Join(dir, "base.raw"), base)
+	top := filepath.Join(dir, "top.qcow2")
+	imagetest.QemuImg(t, "create", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=128k", "-F", "raw", "-b", "base.raw", top)
+	qemuIO(t, top, "write -P 0x61 4k 4k", "write -z 256k 8k", "write -P 0x62 1M 12k", "write -P 0x63 3M 200k")
+	checkImage(t, top, nil)
 }

@@ -34,6 +34,8 @@ type Reader struct {
 	clusterBits uint32
 	clusterSize int64
 	l2Bits      uint32 // log2(entries per L2 table)
+	extL2       bool   // extended L2 entries: 128 bits, 32 subclusters
+	subBits     uint32 // log2(subcluster size) with extended L2 entries
 	l1          []uint64
 	backing     image.Reader // nil without a backing file
 	backingName string
@@ -85,6 +87,11 @@ func Open(r io.ReaderAt, fileSize int64, res image.Resolver) (*Reader, error) {
 		clusterBits: h.ClusterBits,
 		clusterSize: h.ClusterSize(),
 		l2Bits:      h.ClusterBits - 3,
+		extL2:       h.IncompatibleFeatures&incompatExtendedL2 != 0,
+	}
+	if q.extL2 {
+		q.l2Bits = h.ClusterBits - 4
+		q.subBits = h.ClusterBits - 5
 	}
 	if err := q.loadL1(); err != nil {
 		return nil, err
@@ -257,30 +264,62 @@ const (
 	kindCompressed
 )
 
-// lookup returns the kind and host offset of guest cluster gc.
-func (q *Reader) lookup(gc int64) (clusterKind, uint64, error) {
+// Extended L2 entries (incompatible feature bit 4) are 128 bits: the
+// standard entry, then a subcluster bitmap whose bits 0..31 mark the 32
+// subclusters allocated in this image and bits 32..63 those that read as
+// zeros.
+
+// lookup returns the kind of the unit (cluster, or subcluster with
+// extended L2 entries) holding virtual offset vo, the host offset of its
+// cluster (or the compressed cluster descriptor), and the virtual offset
+// where the unit ends.
+func (q *Reader) lookup(vo int64) (kind clusterKind, host uint64, unitEnd int64, err error) {
+	gc := vo >> q.clusterBits
+	unitEnd = (gc + 1) << q.clusterBits
 	t, err := q.l2Table(gc)
 	if err != nil || t == nil {
-		return kindUnallocated, 0, err
+		return kindUnallocated, 0, unitEnd, err
 	}
-	e := t[gc&(1<<q.l2Bits-1)]
+	idx := gc & (1<<q.l2Bits - 1)
+	var e, bm uint64
+	if q.extL2 {
+		e, bm = t[2*idx], t[2*idx+1]
+	} else {
+		e = t[idx]
+	}
 	if e&entryCompressed != 0 {
-		return kindCompressed, e, nil
-	}
-	if e&entryZero != 0 {
-		return kindZero, 0, nil
+		return kindCompressed, e, unitEnd, nil
 	}
 	off := e & offsetMask
-	if off == 0 {
-		return kindUnallocated, 0, nil
+	if q.extL2 {
+		sc := uint64(vo&(q.clusterSize-1)) >> q.subBits
+		unitEnd = gc<<q.clusterBits + int64(sc+1)<<q.subBits
+		alloc, zero := bm>>sc&1 != 0, bm>>(32+sc)&1 != 0
+		switch {
+		case alloc && zero:
+			return 0, 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: subcluster %d both allocated and zero", gc, sc)
+		case zero:
+			return kindZero, 0, unitEnd, nil
+		case !alloc:
+			return kindUnallocated, 0, unitEnd, nil
+		case off == 0:
+			return 0, 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: subcluster %d allocated in an unallocated cluster", gc, sc)
+		}
+	} else {
+		if e&entryZero != 0 {
+			return kindZero, 0, unitEnd, nil
+		}
+		if off == 0 {
+			return kindUnallocated, 0, unitEnd, nil
+		}
 	}
 	if off%uint64(q.clusterSize) != 0 {
-		return 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: data offset 0x%x not cluster aligned", gc, off)
+		return 0, 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: data offset 0x%x not cluster aligned", gc, off)
 	}
 	if off >= uint64(q.fileSize) {
-		return 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: data offset 0x%x past the end of the file (%d bytes)", gc, off, q.fileSize)
+		return 0, 0, 0, image.Corruptf("qcow2: L2 entry for cluster %d: data offset 0x%x past the end of the file (%d bytes)", gc, off, q.fileSize)
 	}
-	return kindNormal, off, nil
+	return kindNormal, off, unitEnd, nil
 }
 
 // ReadAt implements image.Reader.
@@ -308,12 +347,12 @@ func (q *Reader) ReadAt(p []byte, off int64) (int, error) {
 	for pos < n {
 		vo := off + int64(pos)
 		gc, in := vo>>q.clusterBits, vo&(q.clusterSize-1)
-		k := min(int64(n-pos), q.clusterSize-in)
-		dst := p[pos : pos+int(k)]
-		kind, host, err := q.lookup(gc)
+		kind, host, unitEnd, err := q.lookup(vo)
 		if err != nil {
 			return pos, err
 		}
+		k := min(int64(n-pos), unitEnd-vo)
+		dst := p[pos : pos+int(k)]
 		if kind == kindNormal {
 			h := int64(host) + in
 			if len(run.dst) > 0 && run.host+int64(len(run.dst)) == h && &run.dst[len(run.dst)-1] == &p[pos-1] {
@@ -434,22 +473,22 @@ func (q *Reader) Map(ctx context.Context, off, length int64) ([]image.Extent, er
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		gc, in := vo>>q.clusterBits, vo&(q.clusterSize-1)
-		k := min(end-vo, q.clusterSize-in)
+		gc := vo >> q.clusterBits
 		// A whole unallocated L2 range is skipped in one step.
 		if i := gc >> q.l2Bits; q.l1[i]&l1OffsetMask == 0 {
 			l2End := (i + 1) << (q.l2Bits + q.clusterBits)
-			k = min(end, l2End) - vo
+			k := min(end, l2End) - vo
 			if err := q.mapBacking(ctx, &out, vo, k); err != nil {
 				return nil, err
 			}
 			vo += k
 			continue
 		}
-		kind, _, err := q.lookup(gc)
+		kind, _, unitEnd, err := q.lookup(vo)
 		if err != nil {
 			return nil, err
 		}
+		k := min(end-vo, unitEnd-vo)
 		switch kind {
 		case kindNormal, kindCompressed:
 			out.Add(vo, k, image.Data)

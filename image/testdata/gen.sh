@@ -15,6 +15,7 @@ conv() { # name format options
 }
 conv qcow2-v2.qcow2 qcow2 compat=0.10,cluster_size=4096
 conv qcow2-v3.qcow2 qcow2 compat=1.1,cluster_size=4096
+conv qcow2-extl2.qcow2 qcow2 compat=1.1,extended_l2=on,cluster_size=16k
 qemu-img convert -q -c -f raw -O qcow2 -o compat=1.1,cluster_size=4096 "$t/src.raw" "$t/qcow2-compressed.qcow2"
 gzip -9n -c "$t/qcow2-compressed.qcow2" >qcow2-compressed.qcow2.gz
 # An overlay with a backing file, a zero cluster and a header extension.
