@@ -29,9 +29,14 @@ type openedBackend struct {
 // openTimeout bounds opening one backend at start.
 const openTimeout = 30 * time.Second
 
-// openBackendLocked opens (creating when missing) the storage of one LUN.
-// Errors are *config.FieldError naming field (the LUN's backend).
-func (d *Daemon) openBackendLocked(cfg *config.Config, lc config.LUN, field string) (*openedBackend, error) {
+// openBackend opens (creating when missing) the storage of one LUN.
+// Errors are *config.FieldError naming field (the LUN's backend); they wrap
+// blockdev.ErrUnavailable when the backend is unreachable rather than
+// misconfigured.
+func (d *Daemon) openBackend(cfg *config.Config, lc config.LUN, field string) (*openedBackend, error) {
+	if d.testOpen != nil {
+		return d.testOpen(cfg, lc, field)
+	}
 	ctx, cancel := context.WithTimeout(d.ctx, openTimeout)
 	defer cancel()
 	b := lc.Backend
@@ -39,7 +44,7 @@ func (d *Daemon) openBackendLocked(cfg *config.Config, lc config.LUN, field stri
 	case "file":
 		return openFile(ctx, cfg, lc, field)
 	case "blockmap":
-		return d.openVolumeLocked(ctx, cfg, lc, field)
+		return d.openVolume(ctx, cfg, lc, field)
 	case "rbd":
 		return openRBD(ctx, cfg, lc, field, d.log)
 	}
@@ -80,7 +85,7 @@ func openFile(ctx context.Context, cfg *config.Config, lc config.LUN, field stri
 		dev.Close()
 		return nil, &config.FieldError{Field: field[:len(field)-len(".backend")] + ".size", Msg: err.Error()}
 	}
-	return &openedBackend{dev: dev, key: "file:" + abs}, nil
+	return &openedBackend{dev: dev, key: backendKey(cfg, lc)}, nil
 }
 
 // growTo grows dev to size when the configuration asks for more than it
@@ -101,6 +106,22 @@ func growTo(dev blockdev.Device, size int64) error {
 	return r.Resize(context.Background(), size)
 }
 
+// unavailableDevice stands in for a LUN whose backend is unreachable: it
+// has the LUN's geometry and answers every I/O with ErrUnavailable, which
+// the SCSI layer turns into BUSY, so initiators retry instead of giving up.
+type unavailableDevice struct{ info blockdev.Info }
+
+func (u *unavailableDevice) ReadAt(context.Context, []byte, int64) error { return errPending }
+func (u *unavailableDevice) WriteAt(context.Context, []byte, int64, blockdev.WriteFlags) error {
+	return errPending
+}
+func (u *unavailableDevice) Flush(context.Context) error { return errPending }
+func (u *unavailableDevice) Info() blockdev.Info         { return u.info }
+func (u *unavailableDevice) Close() error                { return nil }
+func (u *unavailableDevice) Health() blockdev.Health     { return blockdev.Unavailable }
+
+var errPending = fmt.Errorf("%w: the LUN's backend has not been opened yet", blockdev.ErrUnavailable)
+
 // sharedStore is a Store used by several volumes (a volume, its snapshots
 // and clones must share one to share segments).
 type sharedStore struct {
@@ -108,14 +129,16 @@ type sharedStore struct {
 	refs  int
 }
 
-// storeLocked returns the Store a blockmap backend names, opening it on
-// first use, and a release function.
-func (d *Daemon) storeLocked(ctx context.Context, cfg *config.Config, sc *config.Store, field string) (backend.Store, func(), error) {
+// store returns the Store a blockmap backend names, opening it on first
+// use, and a release function.
+func (d *Daemon) store(ctx context.Context, cfg *config.Config, sc *config.Store, field string) (backend.Store, func(), error) {
 	key, err := storeKey(cfg, sc)
 	if err != nil {
 		return nil, nil, &config.FieldError{Field: field, Msg: err.Error()}
 	}
-	if s, ok := d.mu.stores[key]; ok {
+	d.stores.Lock()
+	defer d.stores.Unlock()
+	if s, ok := d.stores.m[key]; ok {
 		s.refs++
 		return s.store, d.releaseStore(key), nil
 	}
@@ -135,21 +158,23 @@ func (d *Daemon) storeLocked(ctx context.Context, cfg *config.Config, sc *config
 	if err != nil {
 		return nil, nil, &config.FieldError{Field: field, Msg: err.Error()}
 	}
-	d.mu.stores[key] = &sharedStore{store: st, refs: 1}
+	d.stores.m[key] = &sharedStore{store: st, refs: 1}
 	return st, d.releaseStore(key), nil
 }
 
 // releaseStore returns the release function of one reference to a shared
-// store. Like every path that opens or closes LUNs, it runs with d.mu held.
+// store; the last release closes it.
 func (d *Daemon) releaseStore(key string) func() {
 	return func() {
-		s := d.mu.stores[key]
+		d.stores.Lock()
+		defer d.stores.Unlock()
+		s := d.stores.m[key]
 		if s == nil {
 			return
 		}
 		if s.refs--; s.refs == 0 {
 			s.store.Close()
-			delete(d.mu.stores, key)
+			delete(d.stores.m, key)
 		}
 	}
 }
@@ -170,13 +195,12 @@ func storeKey(cfg *config.Config, sc *config.Store) (string, error) {
 }
 
 // openVolumeLocked opens a blockmap volume, creating it when missing.
-func (d *Daemon) openVolumeLocked(ctx context.Context, cfg *config.Config, lc config.LUN, field string) (*openedBackend, error) {
+func (d *Daemon) openVolume(ctx context.Context, cfg *config.Config, lc config.LUN, field string) (*openedBackend, error) {
 	b := lc.Backend
-	store, release, err := d.storeLocked(ctx, cfg, b.Store, field+".store")
+	store, release, err := d.store(ctx, cfg, b.Store, field+".store")
 	if err != nil {
 		return nil, err
 	}
-	key, _ := storeKey(cfg, b.Store)
 	opts := &blockmap.Options{Logger: d.log.With("volume", b.Volume)}
 	if b.SegmentSize != 0 {
 		opts.SegmentSize = int64(b.SegmentSize)
@@ -201,5 +225,29 @@ func (d *Daemon) openVolumeLocked(ctx context.Context, cfg *config.Config, lc co
 		release()
 		return nil, &config.FieldError{Field: field[:len(field)-len(".backend")] + ".size", Msg: err.Error()}
 	}
-	return &openedBackend{dev: vol, key: "volume:" + key + "/" + b.Volume, release: release}, nil
+	return &openedBackend{dev: vol, key: backendKey(cfg, lc), release: release}, nil
+}
+
+// backendKey identifies a LUN's backing across restarts without opening it
+// (identity.json).
+func backendKey(cfg *config.Config, lc config.LUN) string {
+	b := lc.Backend
+	switch b.Type {
+	case "file":
+		abs, err := filepath.Abs(cfg.ResolvePath(b.Path))
+		if err != nil {
+			abs = cfg.ResolvePath(b.Path)
+		}
+		return "file:" + abs
+	case "blockmap":
+		key, _ := storeKey(cfg, b.Store)
+		return "volume:" + key + "/" + b.Volume
+	case "rbd":
+		ns := ""
+		if b.Ceph != nil {
+			ns = b.Ceph.Pool + "/" + b.Ceph.Namespace
+		}
+		return "rbd:" + ns + "/" + b.Image
+	}
+	return b.Type
 }

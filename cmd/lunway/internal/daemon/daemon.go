@@ -52,12 +52,21 @@ type Daemon struct {
 	serveWG   sync.WaitGroup
 	serveErrs chan error
 
+	// testOpen, when set by tests, replaces openBackend.
+	testOpen func(cfg *config.Config, lc config.LUN, field string) (*openedBackend, error)
+
 	mu struct {
 		sync.Mutex
 		cfg       *config.Config
 		targets   map[string]*target
 		listeners []net.Listener
-		stores    map[string]*sharedStore
+		closed    bool
+	}
+	// stores are the shared object stores of blockmap volumes, with their
+	// own lock so that backends open without holding mu.
+	stores struct {
+		sync.Mutex
+		m map[string]*sharedStore
 	}
 }
 
@@ -76,6 +85,9 @@ type lun struct {
 	// release frees what the backend opened besides dev (a shared store's
 	// reference); it runs after dev.Close.
 	release func()
+	// pending is set while dev is a placeholder answering BUSY because the
+	// backend could not be opened; a background loop retries.
+	pending bool
 }
 
 // New checks the configuration against the machine (data directory,
@@ -119,7 +131,7 @@ func New(opts Options) (*Daemon, error) {
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.mu.cfg = cfg
 	d.mu.targets = map[string]*target{}
-	d.mu.stores = map[string]*sharedStore{}
+	d.stores.m = map[string]*sharedStore{}
 	return d, nil
 }
 
@@ -242,6 +254,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 // closeLocked closes every LUN's device (flushing it) and the listeners.
 func (d *Daemon) closeLocked() error {
+	d.mu.closed = true
 	var errs []error
 	for _, ln := range d.mu.listeners {
 		ln.Close()
@@ -299,8 +312,17 @@ func (d *Daemon) addTargetLocked(tc config.Target, field string) (err error) {
 		}
 	}()
 	for j, lc := range tc.LUNs {
-		if err := d.addLUNLocked(t, lc, fmt.Sprintf("%s.luns[%d]", field, j)); err != nil {
-			return err
+		lf := fmt.Sprintf("%s.luns[%d]", field, j)
+		if err := d.addLUNLocked(t, lc, lf); err != nil {
+			if !errors.Is(err, blockdev.ErrUnavailable) {
+				return err
+			}
+			// A remote backend that is down: serve the LUN as BUSY and
+			// keep trying, so that the other LUNs serve meanwhile and an
+			// initiator never sees this one vanish.
+			if perr := d.addPendingLUNLocked(t, lc, lf, err); perr != nil {
+				return perr
+			}
 		}
 	}
 	itc := iscsi.TargetConfig{
@@ -342,47 +364,161 @@ func (d *Daemon) addTargetLocked(tc config.Target, field string) (err error) {
 
 // addLUNLocked opens the LUN's backend and attaches it to t.
 func (d *Daemon) addLUNLocked(t *target, lc config.LUN, field string) error {
-	cfg := d.mu.cfg
-	ob, err := d.openBackendLocked(cfg, lc, field+".backend")
+	ob, err := d.openBackend(d.mu.cfg, lc, field+".backend")
 	if err != nil {
 		return err
 	}
+	l, err := d.newLUN(t, lc, ob, field)
+	if err != nil {
+		return err
+	}
+	if err := t.scsi.AddLU(lc.LUN, l.lu); err != nil {
+		l.close()
+		return &config.FieldError{Field: field + ".lun", Msg: err.Error()}
+	}
+	t.luns[lc.LUN] = l
+	d.logLUNReady(t, l)
+	return nil
+}
+
+// newLUN builds the logical unit over an opened backend. On error the
+// backend is closed.
+func (d *Daemon) newLUN(t *target, lc config.LUN, ob *openedBackend, field string) (*lun, error) {
 	l := &lun{cfg: lc, key: ob.key, dev: ob.dev, release: ob.release}
 	id, err := d.ids.get(ob.key, &lc)
 	if err != nil {
 		l.close()
-		return &config.FieldError{Field: field + ".naa", Msg: err.Error()}
+		return nil, &config.FieldError{Field: field + ".naa", Msg: err.Error()}
 	}
 	l.id = id
-	naa, _ := id.NAABytes()
+	lu, err := d.newLU(t, lc, id, l.dev)
+	if err != nil {
+		l.close()
+		return nil, &config.FieldError{Field: field, Msg: err.Error()}
+	}
+	l.lu = lu
+	if err := d.ids.setSize(ob.key, l.dev.Info().SizeBytes); err != nil {
+		d.log.Warn("cannot record LUN size", "err", err)
+	}
+	return l, nil
+}
+
+func (d *Daemon) newLU(t *target, lc config.LUN, id Identity, dev blockdev.Device) (*scsi.LU, error) {
+	naa, err := id.NAABytes()
+	if err != nil {
+		return nil, err
+	}
 	var prs scsi.PRStore
 	if prPath := d.prPath(id); prPath != "" {
 		prs = scsi.FilePRStore(prPath)
 	}
-	lu, err := scsi.NewLU(scsi.LUOptions{
-		Device:       l.dev,
+	return scsi.NewLU(scsi.LUOptions{
+		Device:       dev,
 		SerialNumber: id.Serial,
 		NAA:          naa,
 		Logger:       d.log.With("target", t.cfg.Name, "lun", lc.LUN),
 		PRStore:      prs,
 	})
-	if err != nil {
-		l.close()
-		return &config.FieldError{Field: field, Msg: err.Error()}
-	}
-	if err := t.scsi.AddLU(lc.LUN, lu); err != nil {
-		l.close()
-		return &config.FieldError{Field: field + ".lun", Msg: err.Error()}
-	}
-	l.lu = lu
-	t.luns[lc.LUN] = l
+}
+
+func (d *Daemon) logLUNReady(t *target, l *lun) {
 	info := l.dev.Info()
-	if err := d.ids.setSize(ob.key, info.SizeBytes); err != nil {
-		d.log.Warn("cannot record LUN size", "err", err)
+	d.log.Info("LUN ready", "target", t.cfg.Name, "lun", l.cfg.LUN, "backend", l.cfg.Backend.Type,
+		"size", config.Size(info.SizeBytes).String(), "thin", info.Thin, "naa", l.id.NAA)
+}
+
+// addPendingLUNLocked attaches a placeholder for a LUN whose backend is
+// unreachable: it has the LUN's identity and last known size and answers
+// I/O with BUSY. A background loop opens the backend and swaps it in.
+func (d *Daemon) addPendingLUNLocked(t *target, lc config.LUN, field string, cause error) error {
+	key := backendKey(d.mu.cfg, lc)
+	id, err := d.ids.get(key, &lc)
+	if err != nil {
+		return &config.FieldError{Field: field + ".naa", Msg: err.Error()}
 	}
-	d.log.Info("LUN ready", "target", t.cfg.Name, "lun", lc.LUN, "backend", lc.Backend.Type,
-		"size", config.Size(info.SizeBytes).String(), "thin", info.Thin, "naa", id.NAA)
+	size := id.SizeBytes
+	if size == 0 {
+		size = int64(lc.Size)
+	}
+	d.log.Error("LUN backend unavailable; serving it as busy and retrying", "target", t.cfg.Name,
+		"lun", lc.LUN, "field", field+".backend", "err", cause)
+	l := &lun{cfg: lc, key: key, id: id, pending: true, dev: &unavailableDevice{info: blockdev.Info{
+		SizeBytes: size, LogicalBlockSize: 512, PhysicalBlockSize: 4096}}}
+	if size > 0 {
+		lu, err := d.newLU(t, lc, id, l.dev)
+		if err != nil {
+			return &config.FieldError{Field: field, Msg: err.Error()}
+		}
+		if err := t.scsi.AddLU(lc.LUN, lu); err != nil {
+			return &config.FieldError{Field: field + ".lun", Msg: err.Error()}
+		}
+		l.lu = lu
+	}
+	t.luns[lc.LUN] = l
+	d.bg.Add(1)
+	go d.retryPending(t, l, field)
 	return nil
+}
+
+// retryPending opens a pending LUN's backend with backoff until it works
+// or the daemon shuts down, then swaps it in atomically.
+func (d *Daemon) retryPending(t *target, l *lun, field string) {
+	defer d.bg.Done()
+	backoff := time.Second
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		d.mu.Lock()
+		cfg := d.mu.cfg
+		still := !d.mu.closed && t.luns[l.cfg.LUN] == l
+		d.mu.Unlock()
+		if !still {
+			return
+		}
+		ob, err := d.openBackend(cfg, l.cfg, field+".backend")
+		if err != nil {
+			if !errors.Is(err, blockdev.ErrUnavailable) {
+				d.log.Error("LUN backend cannot be opened; giving up until restart", "target", t.cfg.Name,
+					"lun", l.cfg.LUN, "err", err)
+				return
+			}
+			d.log.Debug("LUN backend still unavailable", "target", t.cfg.Name, "lun", l.cfg.LUN, "err", err)
+			continue
+		}
+		d.mu.Lock()
+		if d.mu.closed || t.luns[l.cfg.LUN] != l {
+			d.mu.Unlock()
+			ob.dev.Close()
+			if ob.release != nil {
+				ob.release()
+			}
+			return
+		}
+		nl, err := d.newLUN(t, l.cfg, ob, field)
+		if err == nil {
+			if l.lu != nil {
+				_, err = t.scsi.ReplaceLU(l.cfg.LUN, nl.lu)
+			} else {
+				err = t.scsi.AddLU(l.cfg.LUN, nl.lu)
+			}
+			if err != nil {
+				nl.close()
+			}
+		}
+		if err != nil {
+			d.mu.Unlock()
+			d.log.Error("cannot attach LUN after its backend returned", "target", t.cfg.Name, "lun", l.cfg.LUN, "err", err)
+			return
+		}
+		t.luns[l.cfg.LUN] = nl
+		d.logLUNReady(t, nl)
+		d.mu.Unlock()
+		return
+	}
 }
 
 // prPath is where a LUN's persistent reservations (APTPL) are kept.
