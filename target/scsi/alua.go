@@ -367,3 +367,24 @@ func (r *request) setTargetPortGroups() Result {
 	}
 	return Result{TransferLen: r.xfer}
 }
+
+// aluaEntries are the target port group commands of the command table.
+func aluaEntries() []opInfo {
+	const ctl = 0x00
+	return []opInfo{
+		{name: "REPORT TARGET PORT GROUPS", op: 0xa3, sa: 0x0a, hasSA: true, dir: dirIn, handle: (*request).reportTargetPortGroups, supported: hasALUA, usage: u(0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl), alua: aluaAny, timeout: 1},
+		{name: "SET TARGET PORT GROUPS", op: 0xa4, sa: 0x0a, hasSA: true, dir: dirOut, handle: (*request).setTargetPortGroups, supported: hasExplicitALUA, usage: u(0xff, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl), pr: prWrite, alua: aluaAny, timeout: 10},
+	}
+}
+
+// hasALUA: REPORT TARGET PORT GROUPS needs an ALUA configuration.
+func hasALUA(lu *LU) bool {
+	t := lu.target()
+	return t != nil && t.alua != nil
+}
+
+// hasExplicitALUA: SET TARGET PORT GROUPS needs explicit ALUA.
+func hasExplicitALUA(lu *LU) bool {
+	t := lu.target()
+	return t != nil && t.alua != nil && t.alua.explicit
+}

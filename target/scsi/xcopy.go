@@ -363,3 +363,20 @@ func topBit16(v uint16) int {
 	}
 	return n
 }
+
+// vaaiEntries are the hypervisor offload (VAAI) commands of the command
+// table: EXTENDED COPY, RECEIVE COPY RESULTS and COMPARE AND WRITE (whose
+// handler is in caw.go).
+func vaaiEntries() []opInfo {
+	const ctl = 0x00
+	return []opInfo{
+		{name: "EXTENDED COPY", op: 0x83, sa: 0x00, hasSA: true, dir: dirOut, handle: (*request).extendedCopy, usage: u(0xff, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl), pr: prWrite, supported: hasRegistry, timeout: 300},
+		{name: "RECEIVE COPY RESULTS", op: 0x84, sa: 0x00, hasSA: true, dir: dirIn, handle: (*request).receiveCopyResults, usage: u(0xff, 0x1f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl), supported: hasRegistry, timeout: 5},
+		{name: "RECEIVE COPY RESULTS", op: 0x84, sa: 0x03, hasSA: true, dir: dirIn, handle: (*request).receiveCopyResults, usage: u(0xff, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, ctl), supported: hasRegistry, timeout: 5},
+		{name: "COMPARE AND WRITE", op: 0x89, dir: dirOut, handle: (*request).compareAndWrite, usage: u(0xff, 0xf8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x3f, ctl), pr: prWrite, timeout: 30},
+	}
+}
+
+// hasRegistry: EXTENDED COPY needs the LU attached to a Target (whose
+// Registry resolves copy targets).
+func hasRegistry(lu *LU) bool { return lu.target() != nil }
