@@ -68,6 +68,7 @@ type conn struct {
 	sess   *session
 	target atomic.Pointer[targetEntry]
 	params pdu.Params
+	cid    uint16
 
 	stats counters
 

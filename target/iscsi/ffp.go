@@ -771,7 +771,11 @@ func tmfCode(r scsi.TMFResponse) uint8 {
 func (c *conn) logout(r *pdu.LogoutRequest) bool {
 	code := pdu.LogoutRespSuccess
 	switch r.ReasonCode {
-	case pdu.LogoutCloseSession, pdu.LogoutCloseConnection:
+	case pdu.LogoutCloseConnection:
+		if r.CID != c.cid {
+			code = pdu.LogoutRespCIDNotFound
+		}
+	case pdu.LogoutCloseSession:
 	case pdu.LogoutRemoveForRecov:
 		code = pdu.LogoutRespRecoveryUnsupp
 	default:

@@ -498,6 +498,7 @@ func (ls *loginState) finish() error {
 	}
 	c.sess = sess
 	c.params = ls.params
+	c.cid = ls.cid
 	if ls.target != nil {
 		c.target.Store(ls.target)
 		sess.nexus = &scsi.Nexus{
