@@ -3,9 +3,11 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // PR OUT service actions.
@@ -499,4 +501,34 @@ func TestFilePRStore(t *testing.T) {
 	if v := f.readKeys(n); len(v.keys) != 0 || v.gen != 0 {
 		t.Fatalf("failed save left state behind: %+v", v)
 	}
+}
+
+func TestPRPreemptAndAbortAbortsTasks(t *testing.T) {
+	dev := &stuckDev{Device: newMem(t, testBlocks, nil), release: make(chan struct{}), entered: make(chan struct{})}
+	f := newFixture(t, dev, &TargetOptions{AbortWait: 50 * time.Millisecond}, nil)
+	a := nexus("iqn.2026-01.io.lunway:a", 1, 1)
+	b := nexus("iqn.2026-01.io.lunway:b", 2, 1)
+	f.ready(a)
+	f.ready(b)
+	good(t, f.prOut(a, saRegister, 0, 0, 0xa, 0, nil))
+	good(t, f.prOut(b, saRegister, 0, 0, 0xb, 0, nil))
+	good(t, f.prOut(b, saReserve, prTypeWE, 0xb, 0, 0, nil))
+	task := f.tg.Begin(context.Background(), &Command{Nexus: b, LUN: 0, CDB: mustHex(t, "28 00 00000000 00 0001 00 000000000000"), Tag: 9})
+	done := make(chan Result, 1)
+	go func() { done <- task.Execute() }()
+	<-dev.entered
+	good(t, f.prOut(a, saPreemptAbort, prTypeEA, 0xa, 0xb, 0, nil))
+	if !errors.Is(context.Cause(task.Context()), errTaskAborted) {
+		t.Fatal("preempted nexus' task not aborted")
+	}
+	close(dev.release)
+	if res := <-done; !res.Aborted {
+		t.Fatalf("result %+v", res)
+	}
+	task.End()
+	if k, typ := f.readReservation(a); k != 0xa || typ != prTypeEA {
+		t.Fatalf("reservation %x type %d", k, typ)
+	}
+	expect(t, f.run(b, 0, tur, nil), StatusCheckCondition, 6, 0x2a, 0x05)
+	expect(t, f.run(b, 0, read10, nil), StatusReservationConflict, 0, 0, 0)
 }
