@@ -147,8 +147,10 @@ func (o *opInfo) checkReserved(cdb []byte) (senseData, bool) {
 // Usage masks. "ctl" is the control byte: 0 (NACA and LINK unsupported).
 func u(b ...byte) []byte { return b }
 
-func hasUnmap(lu *LU) bool     { return lu.unmapper != nil }
-func hasLBAStatus(lu *LU) bool { return lu.lbaStatus != nil && lu.dev.Info().Thin }
+// hasUnmap and hasLBAStatus: UNMAP and GET LBA STATUS exist exactly when
+// logical block provisioning management is on (LBPME=1, VPD 0xB2 listed).
+func hasUnmap(lu *LU) bool     { return lu.unmapper != nil && lu.dev.Info().Thin }
+func hasLBAStatus(lu *LU) bool { return hasUnmap(lu) && lu.lbaStatus != nil }
 
 func commandEntries() []opInfo {
 	const ctl = 0x00
