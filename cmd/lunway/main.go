@@ -47,6 +47,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd())
+	root.AddCommand(newServeCmd(), newBenchCmd())
 	return root
 }
