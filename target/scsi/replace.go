@@ -32,5 +32,6 @@ func (t *Target) ReplaceLU(lun uint64, lu *LU) (*LU, error) {
 	}
 	old.detach()
 	t.mu.lus[lun] = lu
+	t.publishLocked()
 	return old, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,6 +65,9 @@ type Target struct {
 		sync.RWMutex
 		lus map[uint64]*LU
 	}
+	// lus is an immutable copy of mu.lus, republished by every change, so
+	// that finding a command's LU takes no lock.
+	lus atomic.Pointer[map[uint64]*LU]
 	// orphans holds the tasks addressed to LUNs without an LU.
 	orphans taskQueue
 }
@@ -92,6 +96,7 @@ func NewTarget(name string, opts *TargetOptions) *Target {
 		t.registry = NewRegistry()
 	}
 	t.mu.lus = make(map[uint64]*LU)
+	t.publishLocked()
 	t.orphans.init()
 	if t.alua != nil {
 		t.alua.addTarget(t)
@@ -127,7 +132,17 @@ func (t *Target) AddLU(lun uint64, lu *LU) error {
 		other.broadcastUA(nil, ascReportedLUNsChanged)
 	}
 	t.mu.lus[lun] = lu
+	t.publishLocked()
 	return nil
+}
+
+// publishLocked republishes the lock-free copy of the LU map.
+func (t *Target) publishLocked() {
+	m := make(map[uint64]*LU, len(t.mu.lus))
+	for lun, lu := range t.mu.lus {
+		m[lun] = lu
+	}
+	t.lus.Store(&m)
 }
 
 // RemoveLU detaches LUN lun and returns it. Tasks already running on it
@@ -140,6 +155,7 @@ func (t *Target) RemoveLU(lun uint64) (*LU, error) {
 		return nil, fmt.Errorf("%w: %d", ErrNoSuchLUN, lun)
 	}
 	delete(t.mu.lus, lun)
+	t.publishLocked()
 	t.registry.remove(lu)
 	lu.detach()
 	for _, other := range t.mu.lus {
@@ -150,9 +166,7 @@ func (t *Target) RemoveLU(lun uint64) (*LU, error) {
 
 // LU returns the logical unit at lun, or nil.
 func (t *Target) LU(lun uint64) *LU {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.mu.lus[lun]
+	return (*t.lus.Load())[lun]
 }
 
 // LUNs returns the attached LUN numbers in increasing order.
