@@ -231,7 +231,13 @@ func (c *conn) queue(ps ...*outPDU) {
 		return
 	}
 	c.out.q = append(c.out.q, ps...)
+	n := len(c.out.q)
 	c.out.Unlock()
+	if n > maxQueued {
+		// The initiator keeps sending (immediate NOP-Outs, say) and does
+		// not read what we answer.
+		c.abort(errors.New("iscsi: initiator does not read its responses"))
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -260,6 +266,9 @@ func (c *conn) closeWriter(flush bool) {
 	default:
 	}
 }
+
+// maxQueued caps the PDUs waiting for the writer.
+const maxQueued = 1 << 16
 
 // maxBatchBytes bounds one writev.
 const maxBatchBytes = 4 << 20
@@ -329,6 +338,7 @@ func (c *conn) writeLoop() {
 				off = t
 			}
 			if !failed {
+				c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
 				bufs = net.Buffers(iov)
 				n, err := bufs.WriteTo(c.nc)
 				c.stats.bytesOut.Add(uint64(n))

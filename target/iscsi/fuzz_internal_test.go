@@ -33,7 +33,7 @@ func loginSeed(target string) []byte {
 	add(&pdu.DataOut{Final: true, ITT: 1, TTT: pdu.ReservedTag, BufferOffset: 512}, string(make([]byte, 512)))
 	add(&pdu.NOPOut{Immediate: true, ITT: 2, TTT: pdu.ReservedTag, CmdSN: 2}, "ping")
 	add(&pdu.TextRequest{Final: true, ITT: 3, TTT: pdu.ReservedTag, CmdSN: 2}, "SendTargets=All\x00")
-	add(&pdu.TaskMgmtRequest{Immediate: true, Function: 1, ITT: 4, RTT: 1, CmdSN: 3}, "")
+	add(&pdu.TaskMgmtRequest{Immediate: true, Function: 1, ITT: 4, RTT: 99, CmdSN: 3}, "")
 	add(&pdu.LogoutRequest{Immediate: true, ITT: 5, CmdSN: 3}, "")
 	return out
 }

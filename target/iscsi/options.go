@@ -46,6 +46,9 @@ type Options struct {
 	// NopTimeout is how long the target waits for the answer before
 	// dropping the connection [15s].
 	NopTimeout time.Duration
+	// WriteTimeout bounds how long one batch of responses may take to be
+	// written: an initiator that stops reading is dropped after it [30s].
+	WriteTimeout time.Duration
 	// LoginTimeout bounds the whole login phase [15s].
 	LoginTimeout time.Duration
 	// TMFTimeout bounds how long a task management function waits for the
@@ -93,6 +96,7 @@ func (o *Options) withDefaults() Options {
 	defd(&r.NopInterval, 30*time.Second)
 	defd(&r.NopTimeout, 15*time.Second)
 	defd(&r.LoginTimeout, 15*time.Second)
+	defd(&r.WriteTimeout, 30*time.Second)
 	defd(&r.TMFTimeout, 10*time.Second)
 	defd(&r.LogoutWait, 2*time.Second)
 	defd(&r.AuthFailureDelay, time.Second)
@@ -120,7 +124,7 @@ func (o *Options) Validate() error {
 		return bad("MaxTransferLength %d not in [512,1GiB]", r.MaxTransferLength)
 	case r.NopInterval > 0 && r.NopTimeout <= 0:
 		return bad("NopTimeout must be positive")
-	case r.LoginTimeout < 0 || r.TMFTimeout < 0 || r.LogoutWait < 0:
+	case r.LoginTimeout < 0 || r.TMFTimeout < 0 || r.LogoutWait < 0 || r.WriteTimeout < 0:
 		return bad("negative timeout")
 	case r.MaxSessions < 1:
 		return bad("MaxSessions %d", r.MaxSessions)
