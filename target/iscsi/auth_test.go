@@ -278,6 +278,18 @@ func TestLibiscsiCHAPAndACL(t *testing.T) {
 	if out, err := run(inq, "-i", other, url(chapUser, chapSecret, "")); err == nil {
 		t.Errorf("iscsi-inq from a denied initiator succeeded:\n%s", out)
 	}
+	qimg := testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	qinfo := func(secret string) (string, error) {
+		return run(qimg, "info", "--object", "secret,id=sec0,data="+secret, "--image-opts",
+			"driver=iscsi,transport=tcp,portal="+srv.Addr+",target="+srv.TargetName+",lun=0,user="+chapUser+
+				",password-secret=sec0,initiator-name="+ini)
+	}
+	if out, err := qinfo(chapSecret); err != nil || !strings.Contains(out, "virtual size") {
+		t.Errorf("qemu-img info with the right secret: %v\n%s", err, out)
+	}
+	if out, err := qinfo("wrong-secret-xyz"); err == nil {
+		t.Errorf("qemu-img info with a wrong secret succeeded:\n%s", out)
+	}
 	// Discovery filtering by initiator name.
 	portal := "iscsi://" + srv.Addr
 	out, err := run(ls, "-i", ini, portal)
@@ -292,4 +304,35 @@ func TestLibiscsiCHAPAndACL(t *testing.T) {
 
 func fmtAll(c iscsi.CHAPConfig) string {
 	return strings.Join([]string{fmtV(c), fmtPlusV(c), fmtSharpV(c)}, "|")
+}
+
+// TestFailedLoginDelay checks that repeated failures from one address are
+// answered more and more slowly, and that a success resets the delay.
+func TestFailedLoginDelay(t *testing.T) {
+	const base = 100 * time.Millisecond
+	srv := iscsitest.Start(t, &iscsitest.Options{
+		Server: iscsi.Options{AuthFailureDelay: base},
+		Target: func(c *iscsi.TargetConfig) { c.CHAP = &iscsi.CHAPConfig{User: chapUser, Secret: chapSecret} },
+	})
+	try := func(secret string) (time.Duration, error) {
+		start := time.Now()
+		s, err := initiator.Dial(ctxT(t), srv.Addr, &initiator.Options{TargetName: srv.TargetName,
+			CHAP: &initiator.CHAP{User: chapUser, Secret: secret}})
+		if err == nil {
+			s.Close()
+		}
+		return time.Since(start), err
+	}
+	for i, min := range []time.Duration{base, 2 * base, 4 * base} {
+		d, err := try("wrong-secret-xyz")
+		if err == nil || d < min {
+			t.Fatalf("failure %d answered after %v (err %v), want at least %v", i+1, d, err, min)
+		}
+	}
+	if _, err := try(chapSecret); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := try("wrong-secret-xyz"); d >= 2*base+base/2 {
+		t.Fatalf("delay not reset by a successful login: %v", d)
+	}
 }
