@@ -150,22 +150,30 @@ func Run(ctx context.Context, s *initiator.Session, lun uint64, w Workload) (Res
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Buffers are filled before the clock starts.
+	seed := uint64(time.Now().UnixNano())
+	bufs := make([][]byte, w.QueueDepth)
+	rngs := make([]*rand.Rand, w.QueueDepth)
+	for q := range bufs {
+		rngs[q] = rand.New(rand.NewPCG(uint64(q), seed))
+		bufs[q] = make([]byte, w.BlockSize)
+		for i := 0; i+8 <= len(bufs[q]); i += 8 {
+			binary.LittleEndian.PutUint64(bufs[q][i:], rngs[q].Uint64())
+		}
+	}
 	start := time.Now()
 	deadline := start.Add(w.Duration)
 	for q := 0; q < w.QueueDepth; q++ {
 		wg.Add(1)
 		go func(q int) {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(q), uint64(start.UnixNano())))
-			buf := make([]byte, w.BlockSize)
-			for i := 0; i < len(buf); i += 8 {
-				binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
-			}
+			rng, buf := rngs[q], bufs[q]
 			// Sequential slots: stripe q of QueueDepth equal stripes.
 			stripe := slots / int64(w.QueueDepth)
 			next := int64(q) * stripe
 			local := make([]time.Duration, 0, 1024)
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			// Every slot completes at least one I/O, however loaded the machine.
+			for first := true; (first || time.Now().Before(deadline)) && ctx.Err() == nil; first = false {
 				var slot int64
 				if w.Random {
 					slot = rng.Int64N(slots)

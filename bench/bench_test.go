@@ -43,7 +43,7 @@ func TestRun(t *testing.T) {
 	}
 	defer s.Close()
 	var results []Result
-	for _, w := range Standard(150 * time.Millisecond) {
+	for _, w := range Standard(400 * time.Millisecond) {
 		r, err := Run(ctx, s, tg.LUN, w)
 		if err != nil {
 			t.Fatal(err)
