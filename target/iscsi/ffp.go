@@ -107,7 +107,9 @@ func (c *conn) dispatch(h *pdu.BHS, ahs []byte) error {
 		return nil
 	case pdu.OpTextReq:
 		data, err := c.readSmall(h)
-		if err != nil {
+		if errors.Is(err, errRejected) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		hh := *h
@@ -159,12 +161,16 @@ func (c *conn) readSmall(h *pdu.BHS) ([]byte, error) {
 	if err := c.rd.ReadData(b); err != nil {
 		if errors.Is(err, pdu.ErrDataDigest) {
 			c.reject(pdu.RejectDataDigest, h)
-			return nil, nil
+			c.skipCmdSN(h)
+			return nil, errRejected
 		}
 		return nil, err
 	}
 	return b, nil
 }
+
+// errRejected: the PDU was rejected and must not be processed.
+var errRejected = errors.New("iscsi: PDU rejected")
 
 // orderedItem is a request that runs in CmdSN order.
 type orderedItem interface{ run() }
@@ -235,7 +241,9 @@ func (c *conn) nopOut(h *pdu.BHS) error {
 	var r pdu.NOPOut
 	r.Decode(h)
 	data, err := c.readSmall(h)
-	if err != nil {
+	if errors.Is(err, errRejected) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if r.ITT == pdu.ReservedTag {

@@ -135,6 +135,18 @@ func TestHostileInput(t *testing.T) {
 			s.WriteRaw(wire)
 			expectReject(t, s, pdu.RejectDataDigest, &b)
 		}},
+		{name: "data digest error on a NOP-Out", opts: initiator.Options{DataDigest: true}, run: func(t *testing.T, s *initiator.Session) {
+			b := nopOut(s, true, 0)
+			wire := rawPDU(s, b, []byte("ping"))
+			wire[len(wire)-1] ^= 0xff
+			s.WriteRaw(wire)
+			expectReject(t, s, pdu.RejectDataDigest, b)
+			select {
+			case p := <-s.Unsolicited():
+				t.Fatalf("answer to a rejected NOP-Out: %v", p.BHS.Opcode())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}},
 		{name: "header digest error drops the connection", opts: initiator.Options{HeaderDigest: true}, drops: true,
 			run: func(t *testing.T, s *initiator.Session) {
 				b := nopOut(s, true, 0)
