@@ -15,6 +15,7 @@ import (
 	"github.com/lunway/lunway/blockdev/file"
 	"github.com/lunway/lunway/blockmap"
 	"github.com/lunway/lunway/cmd/lunway/internal/config"
+	"github.com/lunway/lunway/cmd/lunway/internal/metrics"
 )
 
 // openedBackend is a LUN's storage, ready to serve.
@@ -24,6 +25,9 @@ type openedBackend struct {
 	key string
 	// release runs after dev.Close.
 	release func()
+	// cacheStats, when set, reads the statistics of a local cache in
+	// front of the LUN's store, for the metrics (set by the cache hook).
+	cacheStats func() metrics.CacheStats
 }
 
 // openTimeout bounds opening one backend at start.

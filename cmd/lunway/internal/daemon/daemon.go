@@ -1,7 +1,13 @@
 // Package daemon wires Lunway's pieces from configuration: it opens each
 // LUN's backend, builds the SCSI targets and logical units, listens on the
-// portals, and applies live changes. It is the only code that names
-// concrete backends.
+// portals, serves the management API and the metrics, and applies live
+// changes. It is the only code that names concrete backends.
+//
+// Every change, at start and later through the API, is a difference
+// between two validated configurations applied as one transaction
+// (change.go): what can fail is done first and undone on failure, the
+// configuration file is saved, and only then are things closed that
+// cannot be reopened (sessions, listeners, devices).
 package daemon
 
 import (
@@ -10,15 +16,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lunway/lunway/blockdev"
 	"github.com/lunway/lunway/cmd/lunway/internal/config"
+	"github.com/lunway/lunway/cmd/lunway/internal/metrics"
 	"github.com/lunway/lunway/target/iscsi"
 	"github.com/lunway/lunway/target/scsi"
 )
@@ -27,39 +37,55 @@ import (
 type Options struct {
 	// Config is the validated configuration (defaults applied).
 	Config *config.Config
-	// ConfigPath is where live changes are saved; empty means they are not
-	// (the embedded default configuration).
+	// ConfigPath is where live changes are saved; empty means they are not.
 	ConfigPath string
 	// Logger receives the daemon's logs.
 	Logger *slog.Logger
+	// Version is reported by the API and the metrics.
+	Version string
 }
 
 // Daemon is a running Lunway target.
 type Daemon struct {
 	log        *slog.Logger
 	configPath string
+	version    string
+	dataDir    string        // restart-only: fixed for the daemon's life
+	abortWait  time.Duration // restart-only
 	ids        *identityStore
 	srv        *iscsi.Server
 	registry   *scsi.Registry
 	alua       *scsi.ALUA
+	started    time.Time
 
-	// ctx is cancelled by Shutdown; background work (backend reconnects)
-	// watches it. bg waits for that work.
+	// ctx is cancelled by Shutdown; background work (backend reconnects,
+	// backend opens) watches it. bg waits for that work.
 	ctx    context.Context
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
 
-	serveWG   sync.WaitGroup
+	serveWG   sync.WaitGroup // portal listeners
+	svcWG     sync.WaitGroup // API and metrics servers
 	serveErrs chan error
 
 	// testOpen, when set by tests, replaces openBackend.
 	testOpen func(cfg *config.Config, lc config.LUN, field string) (*openedBackend, error)
 
+	changes, changesFailed atomic.Uint64
+
+	// change serializes changes: Start, API changes, snapshot and clone
+	// operations, the swap of a pending LUN, and the final close. It is
+	// taken before mu.
+	change sync.Mutex
+
+	// mu guards the published state. Readers take it briefly; a change
+	// publishes each step under it. mu.cfg is never modified in place: a
+	// change publishes a new one.
 	mu struct {
 		sync.Mutex
 		cfg       *config.Config
-		targets   map[string]*target
-		listeners []net.Listener
+		targets   map[string]*target // by lower-cased name
+		listeners map[string]*listener
 		closed    bool
 	}
 	// stores are the shared object stores of blockmap volumes, with their
@@ -68,10 +94,17 @@ type Daemon struct {
 		sync.Mutex
 		m map[string]*sharedStore
 	}
+	// services are the API and metrics servers (set by Start).
+	services struct {
+		api, metrics []*http.Server
+		apiAddrs     []string
+		metricsAddr  string
+	}
 }
 
 type target struct {
 	cfg  config.Target
+	itc  iscsi.TargetConfig // what the iSCSI server has
 	scsi *scsi.Target
 	luns map[uint64]*lun
 }
@@ -85,9 +118,20 @@ type lun struct {
 	// release frees what the backend opened besides dev (a shared store's
 	// reference); it runs after dev.Close.
 	release func()
+	// cacheStats reads the LUN's local cache statistics, when it has one.
+	cacheStats func() metrics.CacheStats
 	// pending is set while dev is a placeholder answering BUSY because the
-	// backend could not be opened; a background loop retries.
+	// backend could not be opened; a background loop retries. cause is why.
 	pending bool
+	cause   string
+}
+
+// listener is one bound portal address.
+type listener struct {
+	addr    string // as configured
+	tag     uint16
+	ln      net.Listener
+	stopped atomic.Bool // closed on purpose: its Serve error is expected
 }
 
 // New checks the configuration against the machine (data directory,
@@ -116,21 +160,26 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	alua, err := scsi.NewALUA(true)
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		log:        log,
 		configPath: opts.ConfigPath,
+		version:    opts.Version,
+		dataDir:    cfg.DataDir,
+		abortWait:  time.Duration(cfg.ISCSI.AbortWait),
 		ids:        ids,
 		srv:        srv,
 		registry:   scsi.NewRegistry(),
+		alua:       alua,
 		serveErrs:  make(chan error, 16),
-	}
-	d.alua, err = buildALUA(cfg)
-	if err != nil {
-		return nil, err
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.mu.cfg = cfg
 	d.mu.targets = map[string]*target{}
+	d.mu.listeners = map[string]*listener{}
 	d.stores.m = map[string]*sharedStore{}
 	return d, nil
 }
@@ -171,52 +220,41 @@ func serverOptions(cfg *config.Config, log *slog.Logger) (*iscsi.Options, error)
 	return o, nil
 }
 
-// Start listens on every portal, opens every LUN and starts serving. A
-// portal that cannot listen (address in use) is an error and nothing keeps
-// running. A LUN whose backend cannot be opened is an error for local
-// backends (file, dir); for remote backends (Ceph, S3) it is logged and
-// retried in the background while the other LUNs serve.
-func (d *Daemon) Start() (err error) {
+// Start listens on every portal, opens every LUN, starts the management
+// API and the metrics endpoint, and starts serving. A portal that cannot
+// listen (address in use) is an error and nothing keeps running. A LUN
+// whose backend cannot be opened is an error for local backends (file,
+// dir); for remote backends (Ceph, S3) it is logged and retried in the
+// background while the other LUNs serve.
+func (d *Daemon) Start() error {
+	d.change.Lock()
+	defer d.change.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	defer func() {
-		if err != nil {
-			d.closeLocked()
-		}
-	}()
-	cfg := d.mu.cfg
-	type bound struct {
-		ln  net.Listener
-		tag uint16
+	cfg, closed := d.mu.cfg, d.mu.closed
+	d.mu.Unlock()
+	if closed {
+		return iscsi.ErrServerClosed
 	}
-	var lns []bound
-	for i, pg := range cfg.Portals {
-		for j, addr := range pg.Listen {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				return &config.FieldError{Field: fmt.Sprintf("portal_groups[%d].listen[%d]", i, j),
-					Msg: fmt.Sprintf("cannot listen on %s: %v", addr, errors.Unwrap(err))}
-			}
-			d.mu.listeners = append(d.mu.listeners, ln)
-			lns = append(lns, bound{ln, pg.Tag})
-		}
+	ctx, cancel := context.WithCancel(d.ctx)
+	defer cancel()
+	x := &txn{}
+	empty := &config.Config{DataDir: cfg.DataDir, Log: cfg.Log, ISCSI: cfg.ISCSI, API: cfg.API,
+		Metrics: cfg.Metrics, Discovery: cfg.Discovery}
+	err := d.apply(ctx, x, empty, cfg, true)
+	if err == nil {
+		err = d.listenServices(x, cfg)
 	}
-	for i := range cfg.Targets {
-		if err := d.addTargetLocked(cfg.Targets[i], fmt.Sprintf("targets[%d]", i)); err != nil {
-			return err
-		}
+	if err != nil {
+		x.rollback()
+		d.mu.Lock()
+		d.mu.closed = true
+		d.mu.Unlock()
+		d.cancel()
+		d.bg.Wait()
+		d.srv.Close()
+		return err
 	}
-	for _, b := range lns {
-		d.serveWG.Add(1)
-		go func() {
-			defer d.serveWG.Done()
-			err := d.srv.ServePortalGroup(b.ln, b.tag)
-			if err != nil && !errors.Is(err, iscsi.ErrServerClosed) {
-				d.serveErrs <- fmt.Errorf("portal %s: %w", b.ln.Addr(), err)
-			}
-		}()
-		d.log.Info("listening", "portal", b.ln.Addr().String(), "tpgt", b.tag)
-	}
+	x.commit()
 	return nil
 }
 
@@ -225,28 +263,68 @@ func (d *Daemon) Addrs() []net.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []net.Addr
-	for _, ln := range d.mu.listeners {
-		out = append(out, ln.Addr())
+	for _, l := range d.mu.listeners {
+		out = append(out, l.ln.Addr())
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 
-// Err delivers a serving error (a portal that stopped unexpectedly).
+// Err delivers a serving error (a portal or API listener that stopped
+// unexpectedly).
 func (d *Daemon) Err() <-chan error { return d.serveErrs }
 
 // Server returns the iSCSI server (sessions, statistics).
 func (d *Daemon) Server() *iscsi.Server { return d.srv }
 
-// Shutdown stops accepting logins, drains in-flight commands, logs
-// sessions out, flushes and closes every LUN. ctx bounds the drain.
+func (d *Daemon) serveError(err error) {
+	select {
+	case d.serveErrs <- err:
+	default:
+		d.log.Error("serving failed", "err", err)
+	}
+}
+
+// serve starts accepting iSCSI connections on l.
+func (d *Daemon) serve(l *listener) {
+	d.serveWG.Add(1)
+	go func() {
+		defer d.serveWG.Done()
+		err := d.srv.ServePortalGroup(l.ln, l.tag)
+		if err != nil && !errors.Is(err, iscsi.ErrServerClosed) && !l.stopped.Load() {
+			d.serveError(fmt.Errorf("portal %s: %w", l.ln.Addr(), err))
+		}
+	}()
+	d.log.Info("listening", "portal", l.ln.Addr().String(), "tpgt", l.tag)
+}
+
+// Shutdown stops the management API, stops accepting logins, drains
+// in-flight commands, logs sessions out, flushes and closes every LUN,
+// then stops the metrics endpoint. ctx bounds the drain.
 func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.mu.Lock()
+	d.mu.closed = true
+	d.mu.Unlock()
+	// No more changes: in-flight ones see d.ctx end and roll back.
+	d.cancel()
+	for _, s := range d.services.api {
+		if err := s.Shutdown(ctx); err != nil {
+			s.Close()
+		}
+	}
 	err := d.srv.Shutdown(ctx)
 	d.serveWG.Wait()
-	d.cancel()
 	d.bg.Wait()
+	d.change.Lock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if cerr := d.closeLocked(); err == nil {
+	cerr := d.closeLocked()
+	d.mu.Unlock()
+	d.change.Unlock()
+	for _, s := range d.services.metrics {
+		s.Close()
+	}
+	d.svcWG.Wait()
+	if err == nil {
 		err = cerr
 	}
 	return err
@@ -254,12 +332,12 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 
 // closeLocked closes every LUN's device (flushing it) and the listeners.
 func (d *Daemon) closeLocked() error {
-	d.mu.closed = true
 	var errs []error
-	for _, ln := range d.mu.listeners {
-		ln.Close()
+	for _, l := range d.mu.listeners {
+		l.stopped.Store(true)
+		l.ln.Close()
 	}
-	d.mu.listeners = nil
+	d.mu.listeners = map[string]*listener{}
 	for name, t := range d.mu.targets {
 		for _, l := range t.luns {
 			if err := l.close(); err != nil {
@@ -287,57 +365,57 @@ func (l *lun) close() error {
 	return err
 }
 
-// addTargetLocked builds a target and its LUNs and registers it with the
-// server. On error nothing of it remains.
-func (d *Daemon) addTargetLocked(tc config.Target, field string) (err error) {
-	if _, ok := d.mu.targets[tc.Name]; ok {
-		return &config.FieldError{Field: field + ".name", Msg: fmt.Sprintf("target %s already exists", tc.Name)}
+// retire closes a LUN that was detached from its target, once the
+// commands already running on it have finished (bounded by wait).
+func (d *Daemon) retire(l *lun, wait time.Duration) {
+	if l.lu != nil {
+		deadline := time.Now().Add(wait)
+		for {
+			st := l.lu.Stats()
+			if st.InFlight <= 0 && st.TasksOpen == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				d.log.Warn("closing a removed LUN with commands still running", "lun", l.cfg.LUN, "in_flight", st.InFlight)
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
-	t := &target{
+	if err := l.close(); err != nil {
+		d.log.Error("closing a removed LUN", "lun", l.cfg.LUN, "err", err)
+	}
+}
+
+// newTarget builds a target's SCSI device server (no LUNs yet).
+func (d *Daemon) newTarget(tc config.Target) *target {
+	return &target{
 		cfg: tc,
 		scsi: scsi.NewTarget(tc.Name, &scsi.TargetOptions{
-			Logger:    d.log,
-			AbortWait: time.Duration(d.mu.cfg.ISCSI.AbortWait),
+			Logger:    d.log.With("target", tc.Name),
+			AbortWait: d.abortWait,
 			Registry:  d.registry,
 			ALUA:      d.alua,
 		}),
 		luns: map[uint64]*lun{},
 	}
-	defer func() {
-		if err != nil {
-			for _, l := range t.luns {
-				t.scsi.RemoveLU(l.cfg.LUN)
-				l.close()
-			}
-		}
-	}()
-	for j, lc := range tc.LUNs {
-		lf := fmt.Sprintf("%s.luns[%d]", field, j)
-		if err := d.addLUNLocked(t, lc, lf); err != nil {
-			if !errors.Is(err, blockdev.ErrUnavailable) {
-				return err
-			}
-			// A remote backend that is down: serve the LUN as BUSY and
-			// keep trying, so that the other LUNs serve meanwhile and an
-			// initiator never sees this one vanish.
-			if perr := d.addPendingLUNLocked(t, lc, lf, err); perr != nil {
-				return perr
-			}
-		}
-	}
+}
+
+// iscsiTarget builds what the iSCSI server needs for tc (secrets read
+// from their files now).
+func (d *Daemon) iscsiTarget(t *target, tc config.Target, field string) (iscsi.TargetConfig, error) {
 	itc := iscsi.TargetConfig{
-		Name:              tc.Name,
-		Alias:             tc.Alias,
-		SCSI:              t.scsi,
-		PortalGroups:      tc.PortalGroups,
-		AllowedInitiators: nil,
+		Name:         tc.Name,
+		Alias:        tc.Alias,
+		SCSI:         t.scsi,
+		PortalGroups: tc.PortalGroups,
 	}
 	if tc.ACL != nil {
 		itc.AllowedInitiators = tc.ACL.Initiators
-		for _, n := range tc.ACL.Networks {
+		for i, n := range tc.ACL.Networks {
 			p, err := parsePrefix(n)
 			if err != nil {
-				return &config.FieldError{Field: field + ".acl.networks", Msg: err.Error()}
+				return itc, &config.FieldError{Field: fmt.Sprintf("%s.acl.networks[%d]", field, i), Msg: err.Error()}
 			}
 			itc.AllowedNetworks = append(itc.AllowedNetworks, p)
 		}
@@ -345,46 +423,34 @@ func (d *Daemon) addTargetLocked(tc config.Target, field string) (err error) {
 	if tc.CHAP != nil {
 		chap, err := chapConfig(tc.CHAP, field+".chap")
 		if err != nil {
-			return err
+			return itc, err
 		}
 		itc.CHAP = chap
 	}
-	if err := d.srv.AddTarget(itc); err != nil {
-		return &config.FieldError{Field: field, Msg: err.Error()}
-	}
-	d.mu.targets[tc.Name] = t
-	luns := make([]uint64, 0, len(t.luns))
-	for n := range t.luns {
-		luns = append(luns, n)
-	}
-	sort.Slice(luns, func(i, j int) bool { return luns[i] < luns[j] })
-	d.log.Info("target ready", "target", tc.Name, "luns", luns)
-	return nil
+	return itc, nil
 }
 
-// addLUNLocked opens the LUN's backend and attaches it to t.
-func (d *Daemon) addLUNLocked(t *target, lc config.LUN, field string) error {
-	ob, err := d.openBackend(d.mu.cfg, lc, field+".backend")
+// openLUN opens a LUN's backend and builds its logical unit (not attached
+// to the target yet). At start, a remote backend that is unreachable gives
+// a pending LUN instead of an error.
+func (d *Daemon) openLUN(cfg *config.Config, t *target, lc config.LUN, field string, startup bool) (*lun, error) {
+	ob, err := d.openBackend(cfg, lc, field+".backend")
 	if err != nil {
-		return err
+		if startup && errors.Is(err, blockdev.ErrUnavailable) {
+			// A remote backend that is down: serve the LUN as BUSY and
+			// keep trying, so that the other LUNs serve meanwhile and an
+			// initiator never sees this one vanish.
+			return d.pendingLUN(cfg, t, lc, field, err)
+		}
+		return nil, err
 	}
-	l, err := d.newLUN(t, lc, ob, field)
-	if err != nil {
-		return err
-	}
-	if err := t.scsi.AddLU(lc.LUN, l.lu); err != nil {
-		l.close()
-		return &config.FieldError{Field: field + ".lun", Msg: err.Error()}
-	}
-	t.luns[lc.LUN] = l
-	d.logLUNReady(t, l)
-	return nil
+	return d.newLUN(t, lc, ob, field)
 }
 
 // newLUN builds the logical unit over an opened backend. On error the
 // backend is closed.
 func (d *Daemon) newLUN(t *target, lc config.LUN, ob *openedBackend, field string) (*lun, error) {
-	l := &lun{cfg: lc, key: ob.key, dev: ob.dev, release: ob.release}
+	l := &lun{cfg: lc, key: ob.key, dev: ob.dev, release: ob.release, cacheStats: ob.cacheStats}
 	id, err := d.ids.get(ob.key, &lc)
 	if err != nil {
 		l.close()
@@ -427,14 +493,14 @@ func (d *Daemon) logLUNReady(t *target, l *lun) {
 		"size", config.Size(info.SizeBytes).String(), "thin", info.Thin, "naa", l.id.NAA)
 }
 
-// addPendingLUNLocked attaches a placeholder for a LUN whose backend is
-// unreachable: it has the LUN's identity and last known size and answers
-// I/O with BUSY. A background loop opens the backend and swaps it in.
-func (d *Daemon) addPendingLUNLocked(t *target, lc config.LUN, field string, cause error) error {
-	key := backendKey(d.mu.cfg, lc)
+// pendingLUN builds a placeholder for a LUN whose backend is unreachable:
+// it has the LUN's identity and last known size and answers I/O with
+// BUSY. startRetry then opens the backend and swaps it in.
+func (d *Daemon) pendingLUN(cfg *config.Config, t *target, lc config.LUN, field string, cause error) (*lun, error) {
+	key := backendKey(cfg, lc)
 	id, err := d.ids.get(key, &lc)
 	if err != nil {
-		return &config.FieldError{Field: field + ".naa", Msg: err.Error()}
+		return nil, &config.FieldError{Field: field + ".naa", Msg: err.Error()}
 	}
 	size := id.SizeBytes
 	if size == 0 {
@@ -442,29 +508,35 @@ func (d *Daemon) addPendingLUNLocked(t *target, lc config.LUN, field string, cau
 	}
 	d.log.Error("LUN backend unavailable; serving it as busy and retrying", "target", t.cfg.Name,
 		"lun", lc.LUN, "field", field+".backend", "err", cause)
-	l := &lun{cfg: lc, key: key, id: id, pending: true, dev: &unavailableDevice{info: blockdev.Info{
+	l := &lun{cfg: lc, key: key, id: id, pending: true, cause: cause.Error(), dev: &unavailableDevice{info: blockdev.Info{
 		SizeBytes: size, LogicalBlockSize: 512, PhysicalBlockSize: 4096}}}
 	if size > 0 {
 		lu, err := d.newLU(t, lc, id, l.dev)
 		if err != nil {
-			return &config.FieldError{Field: field, Msg: err.Error()}
-		}
-		if err := t.scsi.AddLU(lc.LUN, lu); err != nil {
-			return &config.FieldError{Field: field + ".lun", Msg: err.Error()}
+			return nil, &config.FieldError{Field: field, Msg: err.Error()}
 		}
 		l.lu = lu
 	}
-	t.luns[lc.LUN] = l
-	d.bg.Add(1)
-	go d.retryPending(t, l, field)
-	return nil
+	return l, nil
 }
 
-// retryPending opens a pending LUN's backend with backoff until it works
-// or the daemon shuts down, then swaps it in atomically.
+// startRetry starts the loop that opens a pending LUN's backend.
+func (d *Daemon) startRetry(t *target, l *lun, field string) {
+	d.bg.Add(1)
+	go d.retryPending(t, l, field)
+}
+
+// retryPending opens a pending LUN's backend with backoff until it works,
+// the LUN is removed or the daemon shuts down, then swaps it in
+// atomically.
 func (d *Daemon) retryPending(t *target, l *lun, field string) {
 	defer d.bg.Done()
 	backoff := time.Second
+	current := func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.mu.closed && d.mu.targets[strings.ToLower(t.cfg.Name)] == t && t.luns[l.cfg.LUN] == l
+	}
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -472,13 +544,12 @@ func (d *Daemon) retryPending(t *target, l *lun, field string) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
-		d.mu.Lock()
-		cfg := d.mu.cfg
-		still := !d.mu.closed && t.luns[l.cfg.LUN] == l
-		d.mu.Unlock()
-		if !still {
+		if !current() {
 			return
 		}
+		d.mu.Lock()
+		cfg := d.mu.cfg
+		d.mu.Unlock()
 		ob, err := d.openBackend(cfg, l.cfg, field+".backend")
 		if err != nil {
 			if !errors.Is(err, blockdev.ErrUnavailable) {
@@ -489,41 +560,53 @@ func (d *Daemon) retryPending(t *target, l *lun, field string) {
 			d.log.Debug("LUN backend still unavailable", "target", t.cfg.Name, "lun", l.cfg.LUN, "err", err)
 			continue
 		}
-		d.mu.Lock()
-		if d.mu.closed || t.luns[l.cfg.LUN] != l {
-			d.mu.Unlock()
-			ob.dev.Close()
-			if ob.release != nil {
-				ob.release()
-			}
+		if d.swapPending(t, l, ob, field) {
 			return
 		}
-		nl, err := d.newLUN(t, l.cfg, ob, field)
-		if err == nil {
-			if l.lu != nil {
-				_, err = t.scsi.ReplaceLU(l.cfg.LUN, nl.lu)
-			} else {
-				err = t.scsi.AddLU(l.cfg.LUN, nl.lu)
-			}
-			if err != nil {
-				nl.close()
-			}
+	}
+}
+
+// swapPending puts the LUN over the opened backend in the place of the
+// pending one. It reports whether the loop is done.
+func (d *Daemon) swapPending(t *target, l *lun, ob *openedBackend, field string) bool {
+	d.change.Lock()
+	defer d.change.Unlock()
+	d.mu.Lock()
+	ok := !d.mu.closed && d.mu.targets[strings.ToLower(t.cfg.Name)] == t && t.luns[l.cfg.LUN] == l
+	cfg := t.cfg
+	d.mu.Unlock()
+	if !ok {
+		ob.dev.Close()
+		if ob.release != nil {
+			ob.release()
+		}
+		return true
+	}
+	nl, err := d.newLUN(t, l.cfg, ob, field)
+	if err == nil {
+		if l.lu != nil {
+			_, err = t.scsi.ReplaceLU(l.cfg.LUN, nl.lu)
+		} else {
+			err = t.scsi.AddLU(l.cfg.LUN, nl.lu)
 		}
 		if err != nil {
-			d.mu.Unlock()
-			d.log.Error("cannot attach LUN after its backend returned", "target", t.cfg.Name, "lun", l.cfg.LUN, "err", err)
-			return
+			nl.close()
 		}
-		t.luns[l.cfg.LUN] = nl
-		d.logLUNReady(t, nl)
-		d.mu.Unlock()
-		return
 	}
+	if err != nil {
+		d.log.Error("cannot attach LUN after its backend returned", "target", cfg.Name, "lun", l.cfg.LUN, "err", err)
+		return true
+	}
+	d.mu.Lock()
+	t.luns[l.cfg.LUN] = nl
+	d.mu.Unlock()
+	d.logLUNReady(t, nl)
+	return true
 }
 
 // prPath is where a LUN's persistent reservations (APTPL) are kept.
 func (d *Daemon) prPath(id Identity) string {
-	dir := filepath.Join(d.mu.cfg.DataDir, "reservations")
+	dir := filepath.Join(d.dataDir, "reservations")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		d.log.Warn("cannot create reservations directory; APTPL reservations will not persist", "err", err)
 		return ""

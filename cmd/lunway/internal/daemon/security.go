@@ -64,20 +64,13 @@ var aluaStates = map[string]scsi.ALUAState{
 	"transitioning":       scsi.ALUATransitioning,
 }
 
-// buildALUA makes one target port group per portal group: the iSCSI layer
-// gives a nexus the relative port and group ID of its portal group tag.
-func buildALUA(cfg *config.Config) (*scsi.ALUA, error) {
-	var groups []scsi.PortGroup
-	for i, pg := range cfg.Portals {
-		st, ok := aluaStates[pg.ALUAState]
-		if !ok {
-			return nil, &config.FieldError{Field: fmt.Sprintf("portal_groups[%d].alua_state", i), Msg: "unknown state " + pg.ALUAState}
-		}
-		groups = append(groups, scsi.PortGroup{ID: pg.Tag, State: st, Ports: []uint16{pg.Tag}})
+// portGroup is the ALUA target port group of a portal group: the iSCSI
+// layer gives a nexus the relative port and group ID of its portal group
+// tag, so each portal group is one port and one group.
+func portGroup(pg config.Portal, field string) (scsi.PortGroup, error) {
+	st, ok := aluaStates[pg.ALUAState]
+	if !ok {
+		return scsi.PortGroup{}, &config.FieldError{Field: field + ".alua_state", Msg: "unknown state " + pg.ALUAState}
 	}
-	a, err := scsi.NewALUA(true, groups...)
-	if err != nil {
-		return nil, &config.FieldError{Field: "portal_groups", Msg: err.Error()}
-	}
-	return a, nil
+	return scsi.PortGroup{ID: pg.Tag, State: st, Ports: []uint16{pg.Tag}}, nil
 }
