@@ -29,7 +29,7 @@ func fastOptions(srv *s3test.Server, bucket string) *s3.Options {
 		MaxAttempts:    4,
 		RetryBaseDelay: time.Millisecond,
 		RetryMaxDelay:  5 * time.Millisecond,
-		AttemptTimeout: 2 * time.Second,
+		AttemptTimeout: 15 * time.Second, // 5 MiB parts under -race on a busy machine
 		DialTimeout:    time.Second,
 	}
 }
