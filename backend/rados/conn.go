@@ -69,8 +69,10 @@ func Connect(ctx context.Context, opts *ConnOptions) (*Conn, error) {
 	return c, nil
 }
 
+// secs spells d for librados, in whole seconds (some of its timeouts
+// are integers), rounded up.
 func secs(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	return strconv.FormatInt(int64(max(1, (d+time.Second-1)/time.Second)), 10)
 }
 
 func (c *Conn) configure(o ConnOptions, connectTimeout time.Duration) error {
