@@ -94,12 +94,13 @@ func (v *Volume) gcPass(ctx context.Context, threshold float64, maxRead int64) (
 		v.mu.RUnlock()
 		return res, nil
 	}
+	deltas := append([]*delta{v.mu.active}, v.mu.frozen...)
 	for seq, s := range v.mu.segs {
 		if s.open || s.pins > 0 || s.flags&format.UsageShared != 0 || v.mu.mem[seq] != nil || s.size <= 0 {
 			continue
 		}
 		live := s.live
-		for _, d := range append([]*delta{v.mu.active}, v.mu.frozen...) {
+		for _, d := range deltas {
 			live += d.added[seq]
 		}
 		if live <= 0 {

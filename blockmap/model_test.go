@@ -72,14 +72,17 @@ func modelSteps() int {
 			return n
 		}
 	}
-	if testing.Short() {
-		return 100
+	if testing.Short() || raceEnabled {
+		return 80
 	}
 	return 300
 }
 
 func TestModel(t *testing.T) {
 	seeds := []uint64{1, 2, rand.Uint64()}
+	if raceEnabled {
+		seeds = []uint64{1, rand.Uint64()}
+	}
 	if s := os.Getenv("LUNWAY_MODEL_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lunway/lunway/backend"
@@ -47,6 +48,58 @@ type segWriter struct {
 	// wmu is held while this segment is being written to the store, so
 	// that a flush and the sealer never write it at the same time.
 	wmu sync.Mutex
+
+	// readers counts resolutions that may still copy from buf; the buffer
+	// is recycled only once the segment is retired (durable, out of
+	// Volume.mu.mem, so no new reader can find it) and readers is zero.
+	readers  atomic.Int32
+	retired  atomic.Bool
+	recycled atomic.Bool
+	pooled   bool // buf came from, and goes back to, the volume's free list
+}
+
+// bufPool is a small free list of segment buffers: reusing them avoids
+// faulting in fresh memory for every segment.
+type bufPool struct {
+	size int
+	free chan []byte
+}
+
+func newBufPool(size, keep int) *bufPool {
+	return &bufPool{size: size, free: make(chan []byte, keep)}
+}
+
+func (p *bufPool) get() []byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		return make([]byte, p.size)
+	}
+}
+
+func (p *bufPool) put(b []byte) {
+	if cap(b) != p.size {
+		return
+	}
+	select {
+	case p.free <- b[:p.size]:
+	default:
+	}
+}
+
+// unref drops one reader; the last one out of a retired segment
+// recycles its buffer.
+func (v *Volume) unrefSeg(w *segWriter) {
+	if w.readers.Add(-1) == 0 && w.retired.Load() {
+		v.recycleSeg(w)
+	}
+}
+
+func (v *Volume) recycleSeg(w *segWriter) {
+	if w.pooled && w.recycled.CompareAndSwap(false, true) {
+		v.bufs.put(w.buf)
+	}
 }
 
 func newSegWriter(seq uint64, kind format.RecordKind, id [16]byte, blockSize uint32, capBytes int) *segWriter {
@@ -65,6 +118,7 @@ func (w *segWriter) grow(n int) {
 	if need <= len(w.buf) {
 		return
 	}
+	w.pooled = false // a grown buffer is not the pool's size
 	c := max(len(w.buf), w.initBytes, 64<<10)
 	for c < need {
 		c *= 2
@@ -153,9 +207,10 @@ func (v *Volume) streamLocked(kind format.RecordKind) *segWriter {
 	if *p == nil {
 		w := newSegWriter(v.allocSeqLocked(), kind, v.sb.ID, v.bs, v.segSize)
 		if v.ow != nil {
-			// Segments fill up (flushes append in place): allocate once
-			// instead of growing and copying.
-			w.initBytes = v.segSize
+			// Segments fill up (flushes append in place): take a whole
+			// buffer instead of growing and copying.
+			w.buf = v.bufs.get()
+			w.pooled = true
 		}
 		*p = w
 		v.mu.mem[w.seq] = w
@@ -188,6 +243,7 @@ func (v *Volume) sealLocked(kind format.RecordKind) {
 		delete(v.mu.mem, w.seq)
 		delete(v.mu.segs, w.seq)
 		w.done = true
+		v.retireSegLocked(w)
 		return
 	}
 	v.mu.sealQ = append(v.mu.sealQ, w)
@@ -311,6 +367,16 @@ func (v *Volume) markDone(w *segWriter) {
 		s.size = int64(w.tail)
 	}
 	v.signalLocked()
+	v.retireSegLocked(w)
+}
+
+// retireSegLocked marks a segment no longer findable by readers and
+// recycles its buffer once the last reader is done.
+func (v *Volume) retireSegLocked(w *segWriter) {
+	w.retired.Store(true)
+	if w.readers.Load() == 0 {
+		v.recycleSeg(w)
+	}
 }
 
 // signalLocked wakes everyone waiting for a state change.

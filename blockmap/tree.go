@@ -207,6 +207,7 @@ type resolved struct {
 	mem    []*segWriter // per piece: the in-memory segment, if any
 	bufs   [][]byte     // per piece: that segment's buffer at resolution time
 	view   *view
+	v      *Volume
 	gen    uint64 // baseGen at resolution
 	// deltaPieces is the resolution through the deltas alone (gaps where
 	// the base answers), for optimistic re-checks.
@@ -218,17 +219,19 @@ func (r *resolved) release() {
 		r.view.release()
 		r.view = nil
 	}
+	for i, w := range r.mem {
+		if w != nil {
+			r.v.unrefSeg(w)
+			r.mem[i] = nil
+		}
+	}
+	clear(r.bufs)
 	if cap(r.pieces) > 64 || cap(r.deltaPieces) > 64 {
 		return // keep the pool's buffers small
 	}
-	clear(r.mem)
-	clear(r.bufs)
 	r.pieces, r.deltaPieces, r.mem, r.bufs = r.pieces[:0], r.deltaPieces[:0], r.mem[:0], r.bufs[:0]
-	resolvedPool.Put(r)
+	r.v.resolvedPool.Put(r)
 }
-
-// resolvedPool recycles resolutions: a read allocates nothing of ours.
-var resolvedPool = sync.Pool{New: func() any { return new(resolved) }}
 
 // deltaResolveLocked resolves through the active and frozen deltas.
 func (v *Volume) deltaResolveLocked(start, n uint64) []piece {
@@ -260,7 +263,11 @@ func hasGap(pieces []piece) bool {
 // resolve maps [start, start+n) to pieces: the deltas under the read
 // lock, then the committed tree without it. The caller must release.
 func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error) {
-	r := resolvedPool.Get().(*resolved)
+	r, _ := v.resolvedPool.Get().(*resolved)
+	if r == nil {
+		r = &resolved{}
+	}
+	r.v = v
 	v.mu.RLock()
 	r.deltaPieces = v.deltaResolveInto(start, n, r.deltaPieces[:0])
 	base := v.mu.base
@@ -279,6 +286,7 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 			}
 			var err error
 			if out, err = v.baseResolve(ctx, base, p.start, p.n, out); err != nil {
+				r.pieces, r.mem = out[:0], r.mem[:0]
 				r.release()
 				return nil, err
 			}
@@ -298,6 +306,7 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 	for i, p := range pieces {
 		if p.kind == pieceData && p.loc.layer == 0 {
 			if w := v.mu.mem[p.loc.seq]; w != nil {
+				w.readers.Add(1)
 				r.mem[i] = w
 				r.bufs[i] = w.buf
 			}

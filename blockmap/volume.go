@@ -96,6 +96,10 @@ type Volume struct {
 
 	stats   counters
 	limiter *rate.Limiter
+	bufs    *bufPool
+	// resolvedPool recycles read resolutions: a read allocates nothing
+	// of ours.
+	resolvedPool sync.Pool
 
 	bg struct {
 		ctx    context.Context
@@ -376,6 +380,7 @@ func open(ctx context.Context, store backend.Store, name, snap string, opts *Opt
 	v.mu.changed = make(chan struct{})
 	v.mu.view = newView()
 	v.mu.active = newDelta(v.leafShift, v.bs)
+	v.bufs = newBufPool(v.segSize, 4)
 	v.limiter = rate.NewLimiter(rate.Limit(o.GCRateBytes), int(min(o.GCRateBytes, 64<<20)))
 
 	if err := v.load(ctx); err != nil {

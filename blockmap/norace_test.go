@@ -1,0 +1,5 @@
+//go:build !race
+
+package blockmap
+
+const raceEnabled = false
