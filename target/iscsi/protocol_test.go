@@ -329,7 +329,7 @@ func TestParallelIO(t *testing.T) {
 			srv := iscsitest.Start(t, nil)
 			s := dial(t, srv, &initiator.Options{HeaderDigest: digests, DataDigest: digests})
 			ctx := ctxT(t)
-			const workers, rounds, slot = 128, 6, 256 << 10
+			const workers, rounds, slot = 128, 4, 128 << 10
 			var wg sync.WaitGroup
 			errs := make(chan error, workers)
 			for w := 0; w < workers; w++ {
