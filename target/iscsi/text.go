@@ -137,8 +137,12 @@ func (c *conn) sendTargets(dst []byte, value string) []byte {
 		only = value
 	}
 	for _, t := range c.srv.targetList(c.sess.initiatorName, c.remote.Addr(), only) {
+		addrs := c.srv.portalAddrs(t, c.local.Addr())
+		if len(addrs) == 0 && !t.exposes(c.tpgt) {
+			continue // no portal serves it: not reachable
+		}
 		dst = pdu.AppendText(dst, pdu.KV{Key: "TargetName", Value: t.cfg.Name})
-		for _, a := range c.srv.portalAddrs(t, c.local.Addr()) {
+		for _, a := range addrs {
 			dst = pdu.AppendText(dst, pdu.KV{Key: "TargetAddress", Value: a})
 		}
 	}
