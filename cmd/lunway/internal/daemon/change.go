@@ -121,6 +121,10 @@ func (d *Daemon) changeLocked(ctx context.Context, what string, mutate func(c *c
 	if err := mutate(cand); err != nil {
 		return err
 	}
+	if len(cand.Portals) == 0 {
+		// ApplyDefaults would put the default portal back.
+		return &config.FieldError{Field: "portal_groups", Msg: "at least one portal group is required"}
+	}
 	cand.ApplyDefaults()
 	if err := cand.Validate(); err != nil {
 		return err

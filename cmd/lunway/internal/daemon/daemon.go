@@ -240,9 +240,11 @@ func (d *Daemon) Start() error {
 	x := &txn{}
 	empty := &config.Config{DataDir: cfg.DataDir, Log: cfg.Log, ISCSI: cfg.ISCSI, API: cfg.API,
 		Metrics: cfg.Metrics, Discovery: cfg.Discovery}
-	err := d.apply(ctx, x, empty, cfg, true)
+	// The API socket first: a second daemon on the same data directory
+	// stops there, before it touches a backend.
+	err := d.listenServices(x, cfg)
 	if err == nil {
-		err = d.listenServices(x, cfg)
+		err = d.apply(ctx, x, empty, cfg, true)
 	}
 	if err != nil {
 		x.rollback()
