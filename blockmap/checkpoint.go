@@ -309,7 +309,7 @@ type merger struct {
 	dirty        []uint64 // sorted leaf indexes with delta extents
 	cleared      rangeSet // leaves wholly deallocated by some delta
 	forced       map[nodeKey]bool
-	forcedLeaves rangeSet
+	forcedAnc    map[nodeKey]bool // forced nodes and all their ancestors
 	adj          map[uint64]int64
 	mw           *metaWriter
 	scratch      []byte
@@ -327,9 +327,14 @@ func newMerger(ctx context.Context, v *Volume, frozen []*delta, forced map[nodeK
 	}
 	slices.Sort(m.dirty)
 	m.dirty = slices.Compact(m.dirty)
+	m.forcedAnc = make(map[nodeKey]bool)
 	for k := range forced {
-		lo, hi := m.leafRange(k.level, k.index)
-		m.forcedLeaves.add(lo, hi)
+		for l, i := k.level, k.index; l <= format.MaxHeight; l, i = l+1, i>>v.fanShift {
+			if m.forcedAnc[nodeKey{l, i}] {
+				break
+			}
+			m.forcedAnc[nodeKey{l, i}] = true
+		}
 	}
 	return m
 }
@@ -352,8 +357,11 @@ func (m *merger) dirtyIn(lo, hi uint64) bool {
 	return i < len(m.dirty) && m.dirty[i] < hi
 }
 
-func (m *merger) work(lo, hi uint64) bool {
-	return m.dirtyIn(lo, hi) || m.cleared.overlaps(lo, hi) || m.forcedLeaves.overlaps(lo, hi)
+// work reports whether node (level, index) must be visited: deltas touch
+// its leaves, or a node to rewrite lies in its subtree.
+func (m *merger) work(level uint8, index uint64) bool {
+	lo, hi := m.leafRange(level, index)
+	return m.dirtyIn(lo, hi) || m.cleared.overlaps(lo, hi) || m.forcedAnc[nodeKey{level, index}]
 }
 
 // run returns the new root for a tree of the given height.
@@ -380,7 +388,7 @@ func (m *merger) rewrite(level uint8, index uint64, old format.Ref) (format.Ref,
 		return m.rewriteLeaf(index, old)
 	}
 	lo, hi := m.leafRange(level, index)
-	if !m.work(lo, hi) {
+	if !m.work(level, index) {
 		return old, nil
 	}
 	if old.IsZero() && !m.dirtyIn(lo, hi) {
@@ -409,9 +417,8 @@ func (m *merger) rewrite(level uint8, index uint64, old format.Ref) (format.Ref,
 				oc = r
 			}
 		}
-		clo, chi := m.leafRange(level-1, childIdx)
 		nc := oc
-		if m.work(clo, chi) {
+		if m.work(level-1, childIdx) {
 			var err error
 			if nc, err = m.rewrite(level-1, childIdx, oc); err != nil {
 				return format.Ref{}, err

@@ -203,3 +203,51 @@ func TestFailedOps(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseDuringOutage closes a volume whose store is down: Close
+// reports the failure promptly and is closed anyway; what was flushed
+// before is intact on the store.
+func TestCloseDuringOutage(t *testing.T) {
+	for _, mode := range []fault.Availability{fault.Unavailable, fault.UnavailableHang} {
+		t.Run(mode.String(), func(t *testing.T) {
+			ctx := t.Context()
+			fs := fault.New(mem.New(nil))
+			t.Cleanup(func() { fs.Close() })
+			opts := testOptions()
+			opts.StoreTimeout = 100 * time.Millisecond
+			v, err := Create(ctx, fs, "vol", 1<<20, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.WriteAt(ctx, bytes.Repeat([]byte{7}, 4096), 0, blockdev.FUA); err != nil {
+				t.Fatal(err)
+			}
+			if err := v.WriteAt(ctx, bytes.Repeat([]byte{8}, 4096), 4096, 0); err != nil {
+				t.Fatal(err)
+			}
+			fs.SetAvailability(mode)
+			start := time.Now()
+			err = v.Close()
+			if err == nil || time.Since(start) > 10*time.Second {
+				t.Fatalf("Close during an outage: %v after %v", err, time.Since(start))
+			}
+			if !errors.Is(err, blockdev.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Close during an outage: %v", err)
+			}
+			if err := v.Close(); !errors.Is(err, blockdev.ErrClosed) {
+				t.Fatalf("second Close: %v", err)
+			}
+			fs.SetAvailability(fault.Available)
+			checkStore(t, fs, "vol", opts)
+			v2, err := Open(ctx, fs, "vol", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v2.Close()
+			got := make([]byte, 4096)
+			if err := v2.ReadAt(ctx, got, 0); err != nil || got[0] != 7 {
+				t.Fatalf("FUA data after the outage: %d, %v", got[0], err)
+			}
+		})
+	}
+}

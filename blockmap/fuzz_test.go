@@ -35,6 +35,9 @@ func fuzzSegments(f *testing.F) ([16]byte, map[uint64][]byte) {
 		f.Fatal(err)
 	}
 	id := v.sb.ID
+	if rep, err := v.Check(ctx); err != nil {
+		f.Fatalf("Check: %v %q", err, rep.Problems)
+	}
 	if err := v.Close(); err != nil {
 		f.Fatal(err)
 	}

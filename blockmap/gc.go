@@ -274,6 +274,7 @@ func (v *Volume) markPage(ctx context.Context, level uint8, index uint64, at loc
 		v.mu.Lock()
 		v.mu.forced[nodeKey{level, index}] = true
 		v.mu.Unlock()
+		v.stats.gcPagesMarked.Add(1)
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ type counters struct {
 	backendDeletes                   atomic.Int64
 	checkpoints                      atomic.Int64
 	gcRuns, gcSegments               atomic.Int64
-	gcBytesMoved                     atomic.Int64
+	gcBytesMoved, gcPagesMarked      atomic.Int64
 	segmentsFreed, bytesFreed        atomic.Int64
 	cacheHits, cacheMisses           atomic.Int64
 }
@@ -52,6 +52,7 @@ type Stats struct {
 	GCRuns            int64
 	GCSegments        int64 // segments compacted
 	GCBytesMoved      int64
+	GCPagesRewritten  int64 // live map pages of sparse meta segments marked for rewriting
 	SegmentsFreed     int64
 	BytesFreed        int64
 	CacheHits         int64
@@ -75,7 +76,7 @@ func (v *Volume) Stats() Stats {
 		BackendWriteOps: c.backendWriteOps.Load(), BackendWriteBytes: c.backendWriteBytes.Load(),
 		BackendDeletes: c.backendDeletes.Load(),
 		Checkpoints:    c.checkpoints.Load(),
-		GCRuns:         c.gcRuns.Load(), GCSegments: c.gcSegments.Load(), GCBytesMoved: c.gcBytesMoved.Load(),
+		GCRuns:         c.gcRuns.Load(), GCSegments: c.gcSegments.Load(), GCBytesMoved: c.gcBytesMoved.Load(), GCPagesRewritten: c.gcPagesMarked.Load(),
 		SegmentsFreed: c.segmentsFreed.Load(), BytesFreed: c.bytesFreed.Load(),
 		CacheHits: c.cacheHits.Load(), CacheMisses: c.cacheMisses.Load(),
 	}

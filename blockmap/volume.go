@@ -695,7 +695,7 @@ func (v *Volume) Close() error {
 	if !v.readOnly {
 		// Stop the collector first; the checkpointer and sealers keep
 		// running for the final flush and checkpoint.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*v.opts.StoreTimeout)
 		err = v.flushData(ctx)
 		if err == nil {
 			err = v.checkpoint(ctx, false)

@@ -75,6 +75,20 @@ func TestSpaceReclaimed(t *testing.T) {
 	if stored > 2*size+1<<20 {
 		t.Fatalf("stored %d bytes for a %d-byte volume after GC", stored, size)
 	}
+	// Map pages: rewrite a few leaves so that the meta segments holding
+	// the others become sparse; GC must rewrite the live pages elsewhere.
+	for i := 0; i < 3; i++ {
+		if err := v.WriteAt(ctx, buf, int64(i)<<20, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.GC(ctx, 0.99); err != nil {
+		t.Fatal(err)
+	}
+	if st := v.Stats(); st.GCPagesRewritten == 0 {
+		t.Fatalf("no map page was rewritten by GC: %+v", st)
+	}
+	checkVolume(t, v)
 	if err := v.Unmap(ctx, 0, size); err != nil {
 		t.Fatal(err)
 	}
