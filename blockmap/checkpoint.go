@@ -303,16 +303,16 @@ func (v *Volume) referencedByDeltaLocked(seq uint64) bool {
 // rewriting only the subtrees the deltas touch, and accounts the bytes
 // each segment gains or loses.
 type merger struct {
-	ctx          context.Context
-	v            *Volume
-	deltas       []*delta // newest first
-	dirty        []uint64 // sorted leaf indexes with delta extents
-	cleared      rangeSet // leaves wholly deallocated by some delta
-	forced       map[nodeKey]bool
-	forcedAnc    map[nodeKey]bool // forced nodes and all their ancestors
-	adj          map[uint64]int64
-	mw           *metaWriter
-	scratch      []byte
+	ctx       context.Context
+	v         *Volume
+	deltas    []*delta // newest first
+	dirty     []uint64 // sorted leaf indexes with delta extents
+	cleared   rangeSet // leaves wholly deallocated by some delta
+	forced    map[nodeKey]bool
+	forcedAnc map[nodeKey]bool // forced nodes and all their ancestors
+	adj       map[uint64]int64
+	mw        *metaWriter
+	scratch   []byte
 }
 
 func newMerger(ctx context.Context, v *Volume, frozen []*delta, forced map[nodeKey]bool) *merger {
