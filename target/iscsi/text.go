@@ -30,18 +30,23 @@ func (c *conn) textRequest(h *pdu.BHS, data []byte) {
 		p.advanceStatSN = true
 		c.queue(p)
 	}
-	// Continuation of our long response.
 	if r.TTT != pdu.ReservedTag {
-		if r.TTT != ts.ttt || r.ITT != ts.itt || ts.pending == nil {
+		if r.TTT != ts.ttt || r.ITT != ts.itt || ts.pending == nil && !ts.asm.Pending() {
 			c.reject(pdu.RejectInvalidPDUField, h)
 			return
 		}
-		c.sendTextChunk(respond)
-		return
-	}
-	if ts.pending != nil {
+		if ts.pending != nil {
+			// The initiator asks for the rest of our long response.
+			c.sendTextChunk(respond)
+			return
+		}
+		// Otherwise: the next part of the initiator's request.
+	} else {
 		// A new request resets a continued negotiation (RFC 7143 11.10.4).
 		ts.pending = nil
+		if ts.asm.Pending() {
+			ts.asm.Reset()
+		}
 	}
 	text, done, err := ts.asm.Add(data, r.Continue)
 	if err != nil {

@@ -3,6 +3,7 @@ package iscsi_test
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,41 @@ func TestLoginTextContinuation(t *testing.T) {
 			if v, _ := pdu.Lookup(kvs, "AuthMethod"); v != "None" || !resp.Transit || resp.NSG != 1 {
 				t.Fatalf("final: %q T=%v NSG=%d", kvs, resp.Transit, resp.NSG)
 			}
+		}
+	}
+}
+
+// TestTextRequestContinuation sends SendTargets split over two Text
+// Requests with the C bit; unknown keys are answered NotUnderstood and
+// login-only keys Reject.
+func TestTextRequestContinuation(t *testing.T) {
+	srv := iscsitest.Start(t, nil)
+	s := dial(t, srv, nil)
+	itt := s.NextITT()
+	text := []byte("X-com.example.k=1\x00SendTargets=" + srv.TargetName + "\x00InitialR2T=No\x00")
+	send := func(part []byte, cont bool, ttt uint32) *pdu.PDU {
+		var b pdu.BHS
+		(&pdu.TextRequest{Immediate: true, Final: !cont, Continue: cont, ITT: itt, TTT: ttt,
+			ExpStatSN: s.ExpStatSN()}).Encode(&b)
+		s.WriteRaw(pdu.AppendPDU(nil, &b, nil, part, false, false))
+		return expectPDU(t, s, pdu.OpTextResp)
+	}
+	p := send(text[:20], true, pdu.ReservedTag)
+	var tr pdu.TextResponse
+	tr.Decode(&p.BHS)
+	if len(p.Data) != 0 || tr.TTT == pdu.ReservedTag || tr.Final {
+		t.Fatalf("first response: %+v %q", tr, p.Data)
+	}
+	p = send(text[20:], false, tr.TTT)
+	tr.Decode(&p.BHS)
+	if !tr.Final {
+		t.Fatalf("final response: %+v", tr)
+	}
+	got := string(p.Data)
+	for _, want := range []string{"X-com.example.k=NotUnderstood\x00", "TargetName=" + srv.TargetName + "\x00",
+		"TargetAddress=" + srv.Addr + ",1\x00", "InitialR2T=Reject\x00"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("answer %q lacks %q", got, want)
 		}
 	}
 }
