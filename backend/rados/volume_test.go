@@ -160,7 +160,7 @@ func volumeCrashRound(t *testing.T, seed uint64) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 99))
 	nblocks := int64(size / bs)
-	stable := make([][]byte, nblocks)   // nil: zeros
+	stable := make([][]byte, nblocks)    // nil: zeros
 	pending := make([][][]byte, nblocks) // written since the last completed flush began
 	var mu sync.Mutex
 	crashAfter := time.Duration(300+rng.IntN(1500)) * time.Millisecond
