@@ -380,7 +380,8 @@ func open(ctx context.Context, store backend.Store, name, snap string, opts *Opt
 	v.mu.changed = make(chan struct{})
 	v.mu.view = newView()
 	v.mu.active = newDelta(v.leafShift, v.bs)
-	v.bufs = newBufPool(v.segSize, 4)
+	// Keep enough free buffers for the segments usually in flight.
+	v.bufs = newBufPool(v.segSize, int(min(8, max(2, o.MaxDirtyBytes/int64(v.segSize)/2))))
 	v.limiter = rate.NewLimiter(rate.Limit(o.GCRateBytes), int(min(o.GCRateBytes, 64<<20)))
 
 	if err := v.load(ctx); err != nil {
