@@ -57,6 +57,9 @@ func Decode(data []byte, v any) error {
 }
 
 func join(path, name string) string {
+	if name == "" {
+		name = `""`
+	}
 	if path == "" {
 		return name
 	}
