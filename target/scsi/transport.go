@@ -10,8 +10,10 @@ package scsi
 //	task := target.Begin(ctx, cmd)   // in command order (iSCSI CmdSN order)
 //	... gather cmd.DataOut, watching task.Context() for an abort ...
 //	res := task.Execute()            // may run in parallel with other tasks
-//	... send res (unless res.Aborted), then ...
-//	res.Release(); task.End()
+//	task.End()                       // before the response is queued, so that
+//	                                 // no abort can answer "function complete"
+//	                                 // after the command's status went out
+//	... send res (unless res.Aborted), then res.Release()
 //
 // Task management reaches every task of the target through ManageTask, in
 // whatever phase the task is (waiting for data or executing).
