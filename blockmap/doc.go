@@ -43,4 +43,32 @@
 // Check verifies a volume against the store: every page and extent
 // reference lands in a valid record, nothing lies beyond the end, and
 // the live-byte accounting of each segment adds up.
+//
+// # API
+//
+// Create, Open, OpenSnapshot (read-only), Clone, Delete and List manage
+// volumes in a store; a Volume is a blockdev.Device with every optional
+// capability (Unmapper, ZeroWriter, AllocationStatuser, Resizer,
+// CompareAndWriter, CopyRanger, HealthReporter) plus Snapshot,
+// Snapshots, DeleteSnapshot, Checkpoint, GC, Check, Describe and Stats.
+// Options configure sizes, bounds and background work; nil means
+// defaults. A volume must be open in one process at a time.
+//
+// # Memory
+//
+// A volume's memory is bounded by its options, not by its size: the page
+// cache (CacheBytes, or a Cache shared between volumes), unflushed data
+// (MaxDirtyBytes), the map delta (MaxDeltaExtents, about 80 bytes per
+// extent, at most two deltas), a free list of segment buffers (at most 8
+// segments), plus about 100 bytes per stored segment: some 25 MiB per
+// TiB of data stored in 4 MiB segments. A daemon serving many volumes
+// should share one Cache.
+//
+// # Errors
+//
+// Backend failures pass up wrapped, unchanged in kind: a store that is
+// unreachable gives errors wrapping blockdev.ErrUnavailable, never
+// corruption, and the volume recovers by itself when the store returns.
+// Damaged objects give errors wrapping blockdev.ErrCorrupt that name the
+// object (ObjectError).
 package blockmap
