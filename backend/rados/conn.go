@@ -78,7 +78,7 @@ func secs(d time.Duration) string {
 func (c *Conn) configure(o ConnOptions, connectTimeout time.Duration) error {
 	if o.ConfFile != "" {
 		if err := c.conn.ReadConfigFile(o.ConfFile); err != nil {
-			return fmt.Errorf("%w: conf_file: cannot read %s: %v", ErrConfig, o.ConfFile, err)
+			return optionErr("conf_file", "cannot read %s: %v", o.ConfFile, err)
 		}
 	}
 	type kv struct{ k, v string }
@@ -104,9 +104,9 @@ func (c *Conn) configure(o ConnOptions, connectTimeout time.Duration) error {
 			switch s.k {
 			case "mon_host", "keyring":
 			default:
-				field = "config option " + s.k
+				field = "options." + s.k
 			}
-			return fmt.Errorf("%w: %s: %q rejected by librados: %v", ErrConfig, field, s.v, err)
+			return optionErr(field, "%q rejected by librados: %v", s.v, err)
 		}
 	}
 	return nil
@@ -128,18 +128,18 @@ func (c *Conn) connectError(err error, took time.Duration) error {
 	errno := Errno(err)
 	switch errno {
 	case syscall.ETIMEDOUT, syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH:
-		return fmt.Errorf("%w: mon_host: no monitor answered (%s) within %v: %v",
-			backend.ErrUnavailable, mons, took.Round(time.Millisecond), err)
+		return &OptionError{Option: "mon_host", Transient: true,
+			Msg: fmt.Sprintf("no monitor answered (%s) within %v: %v", mons, took.Round(time.Millisecond), err)}
 	case syscall.EACCES, syscall.EPERM:
-		return fmt.Errorf("%w: keyring: the monitors refused client.%s (keyring %s: wrong key, or no such user): %v",
-			ErrConfig, o.User, keyring, err)
+		return optionErr("keyring", "the monitors refused client.%s (keyring %s: wrong key, or no such user): %v",
+			o.User, keyring, err)
 	case syscall.ENOENT:
-		return fmt.Errorf("%w: keyring: no key for client.%s (keyring %s): %v", ErrConfig, o.User, keyring, err)
+		return optionErr("keyring", "no key for client.%s (keyring %s): %v", o.User, keyring, err)
 	case syscall.EINVAL:
-		return fmt.Errorf("%w: mon_host: %s: %v", ErrConfig, mons, err)
+		return optionErr("mon_host", "%s: %v", mons, err)
 	}
 	if Transient(errno) {
-		return fmt.Errorf("%w: connecting to %s: %v", backend.ErrUnavailable, mons, err)
+		return &OptionError{Option: "mon_host", Transient: true, Msg: fmt.Sprintf("connecting to %s: %v", mons, err)}
 	}
 	return fmt.Errorf("rados: connecting to %s as client.%s: %w", mons, o.User, err)
 }
@@ -164,7 +164,7 @@ func (c *Conn) OpenIOContext(pool, namespace string) (*gorados.IOContext, error)
 	io, err := c.conn.OpenIOContext(pool)
 	if err != nil {
 		if Errno(err) == syscall.ENOENT {
-			return nil, fmt.Errorf("%w: pool: %q does not exist", ErrConfig, pool)
+			return nil, optionErr("pool", "%q does not exist", pool)
 		}
 		return nil, wrap("open pool", pool, err)
 	}

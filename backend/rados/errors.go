@@ -19,6 +19,35 @@ var (
 	ErrTooMany = errors.New("rados: too many objects to list")
 )
 
+// OptionError is an error about one option, named as in the daemon's
+// configuration ("keyring", "mon_host", "pool", "image", ...). It wraps
+// ErrConfig, or, when Transient, backend.ErrUnavailable: the option looks
+// right but the cluster could not be reached through it, and a retry may
+// succeed.
+type OptionError struct {
+	Option    string
+	Msg       string
+	Transient bool
+}
+
+func (e *OptionError) Error() string { return "ceph " + e.Option + ": " + e.Msg }
+
+// Unwrap returns ErrConfig or, for a transient failure,
+// backend.ErrUnavailable.
+func (e *OptionError) Unwrap() error {
+	if e.Transient {
+		return backend.ErrUnavailable
+	}
+	return ErrConfig
+}
+
+// OptionErr returns a configuration *OptionError about option.
+func OptionErr(option, format string, args ...any) error {
+	return &OptionError{Option: option, Msg: fmt.Sprintf(format, args...)}
+}
+
+func optionErr(option, format string, args ...any) error { return OptionErr(option, format, args...) }
+
 // Error is a failed librados call. It wraps the errno and the backend
 // sentinel the errno maps to (see Sentinel), so that both
 // errors.Is(err, syscall.ETIMEDOUT) and errors.Is(err, backend.ErrUnavailable)

@@ -104,7 +104,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"missing keyring", Options{ConnOptions: ConnOptions{MonHost: "1.2.3.4", Keyring: missing}, Pool: "rbd"}, "keyring: " + missing},
 		{"negative timeout", Options{ConnOptions: ConnOptions{ConfFile: conf, OpTimeout: -time.Second}, Pool: "rbd"}, "op_timeout"},
 		{"bad user", Options{ConnOptions: ConnOptions{ConfFile: conf, User: "a b"}, Pool: "rbd"}, "user"},
-		{"bad option", Options{ConnOptions: ConnOptions{ConfFile: conf, Config: map[string]string{"a=b": "c"}}, Pool: "rbd"}, "config option"},
+		{"bad option", Options{ConnOptions: ConnOptions{ConfFile: conf, Config: map[string]string{"a=b": "c"}}, Pool: "rbd"}, "options"},
 		{"long namespace", Options{ConnOptions: ConnOptions{ConfFile: conf}, Pool: "rbd", Namespace: strings.Repeat("n", 65)}, "namespace"},
 		{"negative limit", Options{ConnOptions: ConnOptions{ConfFile: conf}, Pool: "rbd", MaxConcurrency: -1}, "limits"},
 	}
@@ -125,5 +125,20 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if u := (ConnOptions{}).withDefaults().User; u != DefaultUser {
 		t.Errorf("default user %q", u)
+	}
+}
+
+func TestOptionError(t *testing.T) {
+	cfg := OptionErr("keyring", "%s: missing", "/k")
+	var oe *OptionError
+	if !errors.As(cfg, &oe) || oe.Option != "keyring" || oe.Msg != "/k: missing" || cfg.Error() != "ceph keyring: /k: missing" {
+		t.Fatalf("OptionErr = %#v (%v)", cfg, cfg)
+	}
+	if !errors.Is(cfg, ErrConfig) || errors.Is(cfg, backend.ErrUnavailable) {
+		t.Errorf("configuration error: Is(ErrConfig) %v, Is(ErrUnavailable) %v", errors.Is(cfg, ErrConfig), errors.Is(cfg, backend.ErrUnavailable))
+	}
+	tr := fmt.Errorf("open: %w", &OptionError{Option: "mon_host", Msg: "no answer", Transient: true})
+	if errors.Is(tr, ErrConfig) || !errors.Is(tr, blockdev.ErrUnavailable) {
+		t.Errorf("transient error: Is(ErrConfig) %v, Is(ErrUnavailable) %v", errors.Is(tr, ErrConfig), errors.Is(tr, blockdev.ErrUnavailable))
 	}
 }

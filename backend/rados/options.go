@@ -73,13 +73,13 @@ func (o ConnOptions) withDefaults() ConnOptions {
 // the field.
 func (o *ConnOptions) Validate() error {
 	if o.ConfFile == "" && o.MonHost == "" {
-		return fmt.Errorf("%w: mon_host: one of mon_host and conf_file is required", ErrConfig)
+		return optionErr("mon_host", "one of mon_host and conf_file is required")
 	}
 	if o.ConnectTimeout < 0 || o.OpTimeout < 0 {
-		return fmt.Errorf("%w: connect_timeout, op_timeout: must not be negative", ErrConfig)
+		return optionErr("op_timeout", "timeouts must not be negative")
 	}
 	if strings.ContainsAny(o.User, " \t\n=") {
-		return fmt.Errorf("%w: user: %q is not a cephx user name", ErrConfig, o.User)
+		return optionErr("user", "%q is not a cephx user name", o.User)
 	}
 	for _, f := range []struct{ field, path string }{{"conf_file", o.ConfFile}, {"keyring", o.Keyring}} {
 		if f.path == "" {
@@ -91,13 +91,13 @@ func (o *ConnOptions) Validate() error {
 			if errors.As(err, &pe) {
 				err = pe.Err
 			}
-			return fmt.Errorf("%w: %s: %s: %v", ErrConfig, f.field, f.path, err)
+			return optionErr(f.field, "%s: %v", f.path, err)
 		}
 		fh.Close()
 	}
 	for k := range o.Config {
 		if k == "" || strings.ContainsAny(k, " \t\n=") {
-			return fmt.Errorf("%w: config option %q is not an option name", ErrConfig, k)
+			return optionErr("options", "%q is not an option name", k)
 		}
 	}
 	return nil
@@ -132,13 +132,13 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if o.Pool == "" {
-		return fmt.Errorf("%w: pool: required", ErrConfig)
+		return optionErr("pool", "required")
 	}
 	if len(o.Namespace) > 64 || strings.ContainsAny(o.Namespace, "\x00") {
-		return fmt.Errorf("%w: namespace: %q is not a RADOS namespace (at most 64 bytes)", ErrConfig, o.Namespace)
+		return optionErr("namespace", "%q is not a RADOS namespace (at most 64 bytes)", o.Namespace)
 	}
 	if o.MaxConcurrency < 0 || o.MaxListNames < 0 || o.MaxObjectBytes < 0 {
-		return fmt.Errorf("%w: limits must not be negative", ErrConfig)
+		return fmt.Errorf("%w: store limits must not be negative", ErrConfig)
 	}
 	return nil
 }

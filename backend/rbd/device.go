@@ -177,7 +177,7 @@ func (d *Device) openImage(ctx context.Context) error {
 		img, e = openImage(io, o.Image, o.ReadOnly)
 	}
 	if e == syscall.ENOENT {
-		return fmt.Errorf("%w: image: %s does not exist", ErrConfig, o.imageSpec())
+		return rados.OptionErr("image", "%s does not exist", o.imageSpec())
 	}
 	if e != 0 {
 		return d.openError("open", e)
@@ -215,8 +215,8 @@ func (d *Device) lock(ctx context.Context) error {
 			d.locked = true
 			return nil
 		case e == syscall.EINVAL || e == syscall.EOPNOTSUPP:
-			return fmt.Errorf("%w: exclusive_lock: image %s lacks the exclusive-lock feature (rbd feature enable %s exclusive-lock)",
-				ErrConfig, d.opts.imageSpec(), d.opts.imageSpec())
+			return rados.OptionErr("exclusive_lock", "image %s lacks the exclusive-lock feature (rbd feature enable %s exclusive-lock)",
+				d.opts.imageSpec(), d.opts.imageSpec())
 		case e != syscall.EROFS && e != syscall.EBUSY && !rados.Transient(e):
 			return d.openError("lock", e)
 		}

@@ -98,23 +98,23 @@ func (o *Options) Validate() error {
 		return err
 	}
 	if o.Pool == "" {
-		return fmt.Errorf("%w: pool: required", ErrConfig)
+		return rados.OptionErr("pool", "required")
 	}
 	if o.Image == "" || strings.ContainsAny(o.Image, "/@ \x00") || len(o.Image) > 200 {
-		return fmt.Errorf("%w: image: %q is not an RBD image name", ErrConfig, o.Image)
+		return rados.OptionErr("image", "%q is not an RBD image name", o.Image)
 	}
 	if strings.ContainsAny(o.Namespace, "/@ \x00") || len(o.Namespace) > 64 {
-		return fmt.Errorf("%w: namespace: %q is not an RBD namespace", ErrConfig, o.Namespace)
+		return rados.OptionErr("namespace", "%q is not an RBD namespace", o.Namespace)
 	}
 	if o.Create {
 		if o.SizeBytes <= 0 {
-			return fmt.Errorf("%w: size: required to create image %s", ErrConfig, o.Image)
+			return rados.OptionErr("size", "required to create image %s", o.Image)
 		}
 		if _, err := Features(o.Features); err != nil {
 			return err
 		}
 		if s := o.ObjectSizeBytes; s != 0 && (s < 4<<10 || s > 32<<20 || s&(s-1) != 0) {
-			return fmt.Errorf("%w: object_size: %d is not a power of two from 4 KiB to 32 MiB", ErrConfig, s)
+			return rados.OptionErr("object_size", "%d is not a power of two from 4 KiB to 32 MiB", s)
 		}
 	}
 	lbs, pbs := o.LogicalBlockSize, o.PhysicalBlockSize
@@ -154,15 +154,15 @@ func Features(names []string) (uint64, error) {
 				known = append(known, k)
 			}
 			slices.Sort(known)
-			return 0, fmt.Errorf("%w: features: unknown feature %q (known: %s)", ErrConfig, n, strings.Join(known, ", "))
+			return 0, rados.OptionErr("features", "unknown feature %q (known: %s)", n, strings.Join(known, ", "))
 		}
 		bits |= b
 	}
 	if bits&featureBits["object-map"] != 0 && bits&featureBits["exclusive-lock"] == 0 {
-		return 0, fmt.Errorf("%w: features: object-map needs exclusive-lock", ErrConfig)
+		return 0, rados.OptionErr("features", "object-map needs exclusive-lock")
 	}
 	if bits&featureBits["fast-diff"] != 0 && bits&featureBits["object-map"] == 0 {
-		return 0, fmt.Errorf("%w: features: fast-diff needs object-map", ErrConfig)
+		return 0, rados.OptionErr("features", "fast-diff needs object-map")
 	}
 	return bits, nil
 }
