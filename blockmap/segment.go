@@ -1,9 +1,11 @@
 package blockmap
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +36,6 @@ type segWriter struct {
 	blockSize  uint32
 	hdrReserve int // header bytes reserved per record
 	capBytes   int // the segment is full at this many bytes
-	initBytes  int // first buffer allocation
 
 	buf        []byte
 	tail       int
@@ -119,7 +120,7 @@ func (w *segWriter) grow(n int) {
 		return
 	}
 	w.pooled = false // a grown buffer is not the pool's size
-	c := max(len(w.buf), w.initBytes, 64<<10)
+	c := max(len(w.buf), 64<<10)
 	for c < need {
 		c *= 2
 	}
@@ -481,31 +482,32 @@ func (v *Volume) flushData(ctx context.Context) error {
 	return v.waitSealed(ctx, target, format.RecordData)
 }
 
-// waitSealed waits until no segment below seq target of the given kind
-// (0: any kind) is queued or being written. It fails fast with the last
-// write error while the store is failing.
+// waitSealed makes every sealed segment below seq target of the given
+// kind (0: any kind) durable, writing them itself rather than waiting
+// for the sealers (which may be backing off after a failure). It returns
+// the first write error.
 func (v *Volume) waitSealed(ctx context.Context, target uint64, kind format.RecordKind) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
 	for {
-		pending := false
+		var pending []*segWriter
+		v.mu.Lock()
 		for seq, w := range v.mu.mem {
 			if seq < target && w.sealed && !w.done && (kind == 0 || w.kind == kind) {
-				pending = true
-				break
+				pending = append(pending, w)
 			}
 		}
-		if !pending {
+		stopped := v.mu.bgStopped
+		v.mu.Unlock()
+		if len(pending) == 0 {
 			return nil
 		}
-		if err := v.mu.ioErr; err != nil {
-			return fmt.Errorf("blockmap: %s: writing segments: %w", v.name, err)
-		}
-		if v.mu.bgStopped {
+		if stopped {
 			return fmt.Errorf("blockmap: %s: segments left unwritten at shutdown: %w", v.name, errShutdown)
 		}
-		if err := v.waitLocked(ctx); err != nil {
-			return err
+		slices.SortFunc(pending, func(a, b *segWriter) int { return cmp.Compare(a.seq, b.seq) })
+		for _, w := range pending {
+			if err := v.writeSegment(ctx, w); err != nil {
+				return fmt.Errorf("blockmap: %s: writing segments: %w", v.name, err)
+			}
 		}
 	}
 }
