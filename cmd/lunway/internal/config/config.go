@@ -192,7 +192,11 @@ type Ceph struct {
 	Pool           string   `yaml:"pool"`
 	Namespace      string   `yaml:"namespace,omitempty"`
 	ConnectTimeout Duration `yaml:"connect_timeout,omitempty"`
-	OpTimeout      Duration `yaml:"op_timeout,omitempty"`
+	// OpTimeout bounds each operation; I/O that the cluster does not
+	// answer within it fails with BUSY (default 30s).
+	OpTimeout Duration `yaml:"op_timeout,omitempty"`
+	// Options are further librados/librbd options ("rbd_cache": "false").
+	Options map[string]string `yaml:"options,omitempty"`
 }
 
 // S3 locates an S3-compatible bucket.
