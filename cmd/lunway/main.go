@@ -48,5 +48,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(), newBenchCmd())
+	addAdminCommands(root)
 	return root
 }

@@ -92,14 +92,14 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		return usageError{err}
 	}
 	defer sync()
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Logger: log})
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Logger: log, Version: lunwayVersion()})
 	if err != nil {
 		return err
 	}
 	if err := d.Start(); err != nil {
 		return err
 	}
-	log.Info("lunway serving", "config", path, "data_dir", cfg.DataDir)
+	log.Info("lunway serving", "version", lunwayVersion(), "config", path, "data_dir", cfg.DataDir)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
