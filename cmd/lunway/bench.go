@@ -97,6 +97,7 @@ func newBenchPathsCmd() *cobra.Command {
 		rounds            int
 		workDir, guestDir string
 		outDir, output    string
+		chartPrefix       string
 		keep              bool
 	)
 	cmd := &cobra.Command{
@@ -148,7 +149,7 @@ iops.svg and amplification.svg.`,
 				return usageError{err}
 			}
 			if rep != nil && outDir != "" {
-				if werr := writePathsReport(outDir, rep); werr != nil {
+				if werr := writePathsReport(outDir, rep, chartPrefix); werr != nil {
 					err = errors.Join(err, werr)
 				}
 			}
@@ -178,6 +179,7 @@ iops.svg and amplification.svg.`,
 	f.StringVar(&guestDir, "guest-dir", defaultGuestDir(), "kernel and initramfs of the guest (bench/paths/guest/build.sh)")
 	f.StringVar(&outDir, "out", "", "write report.json, report.md and the SVG charts here")
 	f.StringVarP(&output, "output", "o", "table", "table, markdown or json")
+	f.StringVar(&chartPrefix, "chart-prefix", "", "path prefix of the charts as report.md links them (e.g. perf/paths-)")
 	f.BoolVar(&keep, "keep", false, "keep each round's work directory (logs, images)")
 	return cmd
 }
@@ -211,7 +213,7 @@ func defaultGuestDir() string {
 }
 
 // writePathsReport writes the report's JSON, Markdown and charts to dir.
-func writePathsReport(dir string, rep *paths.Report) error {
+func writePathsReport(dir string, rep *paths.Report, chartPrefix string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -222,7 +224,7 @@ func writePathsReport(dir string, rep *paths.Report) error {
 	iops, amp := rep.Charts()
 	return errors.Join(
 		os.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o644),
-		os.WriteFile(filepath.Join(dir, "report.md"), []byte(rep.Markdown("")), 0o644),
+		os.WriteFile(filepath.Join(dir, "report.md"), []byte(rep.Markdown(chartPrefix)), 0o644),
 		os.WriteFile(filepath.Join(dir, "iops.svg"), iops, 0o644),
 		os.WriteFile(filepath.Join(dir, "amplification.svg"), amp, 0o644),
 	)
