@@ -49,5 +49,6 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCmd(), newBenchCmd())
 	addAdminCommands(root)
+	root.AddCommand(newImportCmd(), newExportCmd(), newVolumeCmd(), newCheckCmd("check"))
 	return root
 }
