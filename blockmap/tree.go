@@ -151,6 +151,36 @@ func (v *Volume) nodeRef(ctx context.Context, t baseTree, level uint8, index uin
 	return ref, true, nil
 }
 
+// leafRef descends to leaf idx. When the leaf is absent it returns the
+// first leaf index after the absent subtree that contains it, so that a
+// scan can skip the whole subtree.
+func (v *Volume) leafRef(ctx context.Context, t baseTree, idx uint64) (format.Ref, bool, uint64, error) {
+	fs := uint64(v.fanShift)
+	beyond := uint64(t.height)*fs < 64 && idx>>(uint64(t.height)*fs) != 0
+	if t.root.IsZero() || beyond {
+		return format.Ref{}, false, ^uint64(0), nil
+	}
+	ref := t.root
+	for l := uint64(t.height); l > 0; l-- {
+		p, err := v.loadPage(ctx, ref, uint8(l), idx>>(l*fs))
+		if err != nil {
+			return format.Ref{}, false, 0, err
+		}
+		slot := uint32(idx>>((l-1)*fs)) & (1<<fs - 1)
+		r, ok, err := v.childRef(p, ref.Layer, slot)
+		if err != nil {
+			return format.Ref{}, false, 0, err
+		}
+		if !ok {
+			// The child at level l-1 is absent: skip all its leaves.
+			span := uint64(1) << ((l - 1) * fs)
+			return format.Ref{}, false, (idx/span + 1) * span, nil
+		}
+		ref = r
+	}
+	return ref, true, 0, nil
+}
+
 // baseResolve describes [start, start+n) from the committed tree.
 func (v *Volume) baseResolve(ctx context.Context, t baseTree, start, n uint64, out []piece) ([]piece, error) {
 	end := start + n
@@ -158,13 +188,17 @@ func (v *Volume) baseResolve(ctx context.Context, t baseTree, start, n uint64, o
 		idx := start >> v.leafShift
 		leafStart := idx << v.leafShift
 		leafEnd := min(end, (idx+1)<<v.leafShift)
-		ref, ok, err := v.nodeRef(ctx, t, 0, idx)
+		ref, ok, next, err := v.leafRef(ctx, t, idx)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			out = appendPiece(out, piece{start: start, n: leafEnd - start, kind: pieceZero}, v.bs)
-			start = leafEnd
+			skipEnd := end
+			if next < (end+(1<<v.leafShift)-1)>>v.leafShift {
+				skipEnd = min(end, next<<v.leafShift)
+			}
+			out = appendPiece(out, piece{start: start, n: skipEnd - start, kind: pieceZero}, v.bs)
+			start = skipEnd
 			continue
 		}
 		p, err := v.loadPage(ctx, ref, 0, idx)
