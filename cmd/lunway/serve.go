@@ -87,19 +87,19 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	log, sync, err := newLogger(cfg.Log.Level, cfg.Log.Format)
+	log, audit, sync, err := newLogger(cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return usageError{err}
 	}
 	defer sync()
-	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Logger: log, Version: lunwayVersion()})
+	d, err := daemon.New(daemon.Options{Config: cfg, ConfigPath: path, Logger: log, AuditLogger: audit, Version: lunwayVersion()})
 	if err != nil {
 		return err
 	}
 	if err := d.Start(); err != nil {
 		return err
 	}
-	log.Info("lunway serving", "version", lunwayVersion(), "config", path, "data_dir", cfg.DataDir)
+	audit.Info("lunway serving", "version", lunwayVersion(), "config", path, "data_dir", cfg.DataDir)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -107,7 +107,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	var runErr error
 	select {
 	case s := <-sigs:
-		log.Info("shutting down", "signal", s.String())
+		audit.Info("shutting down", "signal", s.String())
 	case runErr = <-d.Err():
 		log.Error("serving failed; shutting down", "err", runErr)
 	}
@@ -127,6 +127,6 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			runErr = err
 		}
 	}
-	log.Info("stopped")
+	audit.Info("stopped")
 	return runErr
 }

@@ -104,9 +104,9 @@ func (d *Daemon) changeLocked(ctx context.Context, what string, mutate func(c *c
 	defer func() {
 		if err != nil {
 			d.changesFailed.Add(1)
-			d.log.Warn("configuration change refused", "change", what, "peer", peer, "err", err)
+			d.audit.Warn("configuration change refused", "change", what, "peer", peer, "err", err)
 		} else {
-			d.log.Info("configuration changed", "change", what, "peer", peer, "duration", time.Since(start).Round(time.Millisecond))
+			d.audit.Info("configuration changed", "change", what, "peer", peer, "duration", time.Since(start).Round(time.Millisecond))
 		}
 	}()
 	d.mu.Lock()
@@ -247,7 +247,7 @@ func (d *Daemon) applyPortals(x *txn, old, cfg *config.Config) error {
 				return &config.FieldError{Field: f + ".alua_state", Msg: err.Error()}
 			}
 			x.onUndo(func() { d.alua.SetState(p.Tag, prev.State) })
-			d.log.Info("ALUA state changed", "tpgt", p.Tag, "from", op.ALUAState, "to", p.ALUAState)
+			d.audit.Info("ALUA state changed", "tpgt", p.Tag, "from", op.ALUAState, "to", p.ALUAState)
 		}
 	}
 	for tag, op := range oldPG {
@@ -260,7 +260,7 @@ func (d *Daemon) applyPortals(x *txn, old, cfg *config.Config) error {
 			}
 			for _, s := range d.srv.Sessions() {
 				if s.PortalGroup == tag {
-					d.log.Info("ending session of a removed portal group", "session", s.ID, "tpgt", tag)
+					d.audit.Info("ending session of a removed portal group", "session", s.ID, "tpgt", tag)
 					d.srv.CloseSession(s.ID)
 				}
 			}
@@ -304,7 +304,7 @@ func (d *Daemon) unlisten(addr string) {
 	if l != nil {
 		l.stopped.Store(true)
 		l.ln.Close()
-		d.log.Info("stopped listening", "portal", l.ln.Addr().String(), "tpgt", l.tag)
+		d.audit.Info("stopped listening", "portal", l.ln.Addr().String(), "tpgt", l.tag)
 	}
 }
 
@@ -345,7 +345,7 @@ func (d *Daemon) addTarget(ctx context.Context, x *txn, cfg *config.Config, tc c
 			luns = append(luns, lc.LUN)
 		}
 		slices.Sort(luns)
-		d.log.Info("target ready", "target", tc.Name, "luns", luns)
+		d.audit.Info("target ready", "target", tc.Name, "luns", luns)
 	})
 	return nil
 }
@@ -408,7 +408,7 @@ func (d *Daemon) removeTarget(x *txn, key, name string) {
 			t.scsi.RemoveLU(n)
 			d.retire(l, retireWait)
 		}
-		d.log.Info("target removed", "target", name)
+		d.audit.Info("target removed", "target", name)
 	})
 }
 
@@ -529,7 +529,7 @@ func (d *Daemon) detachLUN(x *txn, t *target, n uint64) {
 	})
 	x.onCommit(func() {
 		d.retire(l, retireWait)
-		d.log.Info("LUN removed", "target", t.cfg.Name, "lun", n)
+		d.audit.Info("LUN removed", "target", t.cfg.Name, "lun", n)
 	})
 }
 
@@ -571,7 +571,7 @@ func (d *Daemon) resizeLUN(ctx context.Context, x *txn, t *target, lc config.LUN
 		return fmt.Errorf("resizing %s LUN %d: %w", t.cfg.Name, lc.LUN, err)
 	}
 	l.lu.CapacityChanged()
-	d.log.Info("LUN resized", "target", t.cfg.Name, "lun", lc.LUN, "from", config.Size(cur).String(), "to", config.Size(size).String())
+	d.audit.Info("LUN resized", "target", t.cfg.Name, "lun", lc.LUN, "from", config.Size(cur).String(), "to", config.Size(size).String())
 	x.onUndo(func() {
 		if err := r.Resize(context.Background(), cur); err != nil {
 			d.log.Error("rolling back a resize", "target", t.cfg.Name, "lun", lc.LUN, "err", err)

@@ -41,6 +41,11 @@ type Options struct {
 	ConfigPath string
 	// Logger receives the daemon's logs.
 	Logger *slog.Logger
+	// AuditLogger receives one line per change and lifecycle event (LUN
+	// ready, configuration changed, session dropped...). It should not be
+	// sampled: these lines are the record of what operators did. Nil
+	// means Logger.
+	AuditLogger *slog.Logger
 	// Version is reported by the API and the metrics.
 	Version string
 }
@@ -48,6 +53,7 @@ type Options struct {
 // Daemon is a running Lunway target.
 type Daemon struct {
 	log        *slog.Logger
+	audit      *slog.Logger
 	configPath string
 	version    string
 	dataDir    string        // restart-only: fixed for the daemon's life
@@ -164,8 +170,13 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	audit := opts.AuditLogger
+	if audit == nil {
+		audit = log
+	}
 	d := &Daemon{
 		log:        log,
+		audit:      audit,
 		configPath: opts.ConfigPath,
 		version:    opts.Version,
 		dataDir:    cfg.DataDir,
@@ -297,7 +308,7 @@ func (d *Daemon) serve(l *listener) {
 			d.serveError(fmt.Errorf("portal %s: %w", l.ln.Addr(), err))
 		}
 	}()
-	d.log.Info("listening", "portal", l.ln.Addr().String(), "tpgt", l.tag)
+	d.audit.Info("listening", "portal", l.ln.Addr().String(), "tpgt", l.tag)
 }
 
 // Shutdown stops the management API, stops accepting logins, drains
@@ -491,7 +502,7 @@ func (d *Daemon) newLU(t *target, lc config.LUN, id Identity, dev blockdev.Devic
 
 func (d *Daemon) logLUNReady(t *target, l *lun) {
 	info := l.dev.Info()
-	d.log.Info("LUN ready", "target", t.cfg.Name, "lun", l.cfg.LUN, "backend", l.cfg.Backend.Type,
+	d.audit.Info("LUN ready", "target", t.cfg.Name, "lun", l.cfg.LUN, "backend", l.cfg.Backend.Type,
 		"size", config.Size(info.SizeBytes).String(), "thin", info.Thin, "naa", l.id.NAA)
 }
 

@@ -27,7 +27,7 @@ func (d *Daemon) DropSession(ctx context.Context, id uint64) error {
 		}
 		return err
 	}
-	d.log.Info("session dropped by operator", "session", id, "initiator", who, "peer", api.PeerFromContext(ctx))
+	d.audit.Info("session dropped by operator", "session", id, "initiator", who, "peer", api.PeerFromContext(ctx))
 	return nil
 }
 
@@ -109,7 +109,7 @@ func (d *Daemon) Snapshot(ctx context.Context, target string, n uint64, name str
 	if err := v.Snapshot(cctx, name); err != nil {
 		return volumeErr(err, "name")
 	}
-	d.log.Info("snapshot taken", "target", target, "lun", n, "snapshot", name, "peer", api.PeerFromContext(ctx))
+	d.audit.Info("snapshot taken", "target", target, "lun", n, "snapshot", name, "peer", api.PeerFromContext(ctx))
 	return nil
 }
 
@@ -126,7 +126,7 @@ func (d *Daemon) DeleteSnapshot(ctx context.Context, target string, n uint64, na
 	if err := v.DeleteSnapshot(cctx, name); err != nil {
 		return volumeErr(err, "snapshot")
 	}
-	d.log.Info("snapshot deleted", "target", target, "lun", n, "snapshot", name, "peer", api.PeerFromContext(ctx))
+	d.audit.Info("snapshot deleted", "target", target, "lun", n, "snapshot", name, "peer", api.PeerFromContext(ctx))
 	return nil
 }
 
@@ -166,7 +166,7 @@ func (d *Daemon) Clone(ctx context.Context, target string, n uint64, req api.Clo
 	if err := vol.Close(); err != nil {
 		return err
 	}
-	d.log.Info("clone created", "volume", req.Volume, "origin", b.Volume+"@"+req.Snapshot, "peer", api.PeerFromContext(ctx))
+	d.audit.Info("clone created", "volume", req.Volume, "origin", b.Volume+"@"+req.Snapshot, "peer", api.PeerFromContext(ctx))
 	if req.LUN == nil {
 		return nil
 	}

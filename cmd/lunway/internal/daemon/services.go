@@ -76,6 +76,6 @@ func (d *Daemon) serveHTTP(x *txn, srv *http.Server, ln net.Listener, what strin
 				d.serveError(fmt.Errorf("%s on %s: %w", what, ln.Addr(), err))
 			}
 		}()
-		d.log.Info("serving "+what, "addr", ln.Addr().String())
+		d.audit.Info("serving "+what, "addr", ln.Addr().String())
 	})
 }
