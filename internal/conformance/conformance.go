@@ -57,6 +57,10 @@ func (r Results) Names(o Outcome) []string {
 var (
 	suiteRe = regexp.MustCompile(`^Suite: (\S+)`)
 	testRe  = regexp.MustCompile(`^  Test: (\S+) \.\.\.(.*)$`)
+	// bracketRe matches libiscsi's message tags.
+	bracketRe = regexp.MustCompile(`\[(FAILED|SKIPPED)\]`)
+	failedRe  = regexp.MustCompile(`\bFAILED\b`)
+	passedRe  = regexp.MustCompile(`\bpassed\b`)
 )
 
 // Parse reads iscsi-test-cu's verbose (-v) output.
@@ -68,16 +72,20 @@ func Parse(out []byte) Results {
 		if cur == "" {
 			return
 		}
+		// CUnit's verdict is a bare "passed" or "FAILED"; libiscsi's own
+		// "[FAILED] ..." and "[SKIPPED] ..." lines are messages (a test may
+		// log a command failing as it expects and still pass).
 		b := block.String()
+		verdict := bracketRe.ReplaceAllString(b, "")
 		switch {
-		case strings.Contains(b, "FAILED"):
+		case failedRe.MatchString(verdict):
 			res[cur] = Fail
+		case !passedRe.MatchString(verdict):
+			res[cur] = Fail // no verdict: the run died inside the test
 		case strings.Contains(b, "[SKIPPED]"):
 			res[cur] = Skip
-		case strings.Contains(b, "passed"):
-			res[cur] = Pass
 		default:
-			res[cur] = Fail // no verdict: the run died inside the test
+			res[cur] = Pass
 		}
 		cur = ""
 		block.Reset()

@@ -22,18 +22,26 @@ passed
 Suite: Inquiry
   Test: Standard ...passed
   Test: Crashed ...
+Suite: Reserve6
+  Test: LUNReset ...passed    [FAILED] PRIN command: failed with sense. UNIT_ATTENTION
+Suite: iSCSIdatasn
+  Test: iSCSIDataSnInvalid ...    [FAILED] WRITE10 command failed with status 2
+    [FAILED] WRITE10 command failed with status 2
+passed
 Run Summary:    Type  Total    Ran Passed Failed Inactive
 `
 
 func TestParse(t *testing.T) {
 	got := Parse([]byte(sample))
 	want := Results{
-		"CompareAndWrite.Simple":   Skip,
-		"GetLBAStatus.Simple":      Pass,
-		"GetLBAStatus.BeyondEol":   Fail,
-		"GetLBAStatus.UnmapSingle": Skip,
-		"Inquiry.Standard":         Pass,
-		"Inquiry.Crashed":          Fail,
+		"CompareAndWrite.Simple":         Skip,
+		"GetLBAStatus.Simple":            Pass,
+		"GetLBAStatus.BeyondEol":         Fail,
+		"GetLBAStatus.UnmapSingle":       Skip,
+		"Inquiry.Standard":               Pass,
+		"Inquiry.Crashed":                Fail,
+		"Reserve6.LUNReset":              Pass,
+		"iSCSIdatasn.iSCSIDataSnInvalid": Pass,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
@@ -41,7 +49,7 @@ func TestParse(t *testing.T) {
 	if r := Regressions(got, []string{"Inquiry.Standard", "GetLBAStatus.BeyondEol", "Nope.X"}); len(r) != 2 {
 		t.Fatalf("regressions %v", r)
 	}
-	if n := NewPasses(got, []string{"Inquiry.Standard"}); !reflect.DeepEqual(n, []string{"GetLBAStatus.Simple"}) {
+	if n := NewPasses(got, []string{"Inquiry.Standard", "Reserve6.LUNReset", "iSCSIdatasn.iSCSIDataSnInvalid"}); !reflect.DeepEqual(n, []string{"GetLBAStatus.Simple"}) {
 		t.Fatalf("new passes %v", n)
 	}
 }
