@@ -166,6 +166,25 @@ func (w *crashWorkload) run(ctx context.Context, store backend.Store) error {
 			_, err := v.GC(ctx, 0.95)
 			return err
 		},
+		func() error {
+			// A clone of s1, written to, then deleted; then s1 itself.
+			c, err := Clone(ctx, store, "vol", "s1", "c", w.opts)
+			if err != nil {
+				return err
+			}
+			p := data(8 * bs)
+			if err := c.WriteAt(ctx, p, 0, blockdev.FUA); err != nil {
+				c.abandon()
+				return err
+			}
+			if err := c.Close(); err != nil {
+				return err
+			}
+			if err := Delete(ctx, store, "c"); err != nil {
+				return err
+			}
+			return v.DeleteSnapshot(ctx, "s1")
+		},
 		func() error { return write(blocks/2*bs, 8*bs, blockdev.FUA) },
 		func() error {
 			w.m.begin(0, nil, w.size/2)
@@ -207,6 +226,23 @@ func recoverAndVerify(t *testing.T, clone backend.Store, w *crashWorkload, what 
 	}
 	if err := w.m.verify(got); err != nil {
 		t.Fatalf("%s: %v", what, err)
+	}
+	// A clone that exists is consistent and reads the snapshot or its
+	// own write over it.
+	if cv, err := Open(ctx, clone, "c", w.opts); err == nil {
+		if rep, err := cv.Check(ctx); err != nil {
+			t.Fatalf("%s: Check(clone): %v\n%q", what, err, rep.Problems)
+		}
+		cg := make([]byte, w.size)
+		if err := cv.ReadAt(ctx, cg, 0); err != nil {
+			t.Fatalf("%s: read clone: %v", what, err)
+		}
+		if w.snapTaken != nil && !bytes.Equal(cg[8*w.m.bs:], w.snapTaken[8*w.m.bs:]) {
+			t.Fatalf("%s: clone content differs from its snapshot", what)
+		}
+		cv.Close()
+	} else if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("%s: open clone: %v", what, err)
 	}
 	// A snapshot that exists is exact.
 	if sv, err := OpenSnapshot(ctx, clone, "vol", "s1", w.opts); err == nil {
