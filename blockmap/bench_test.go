@@ -19,18 +19,21 @@ import (
 )
 
 // The benchmarks run the same workloads on a Volume over a directory
-// store (backend/dir, fsync on) and on the plain file Device
-// (blockdev/file), both in b.TempDir(), so on the same disk:
+// store (backend/dir, fsync on), on the plain file Device (blockdev/file)
+// in the same b.TempDir() (so on the same disk), and on a Volume over an
+// in-memory store (the engine's own ceiling), device after device for
+// each case so that a busy machine affects them alike:
 //
-//	go test -run=^$ -bench='Volume|FileBaseline' -benchtime=20000x ./blockmap/
+//	go test -run='^$' -bench=Volume -benchtime=20000x -count=3 ./blockmap/ | tee out.txt
+//	benchstat -col /dev out.txt
 //
-// randwrite flushes every 64 writes per worker; overwrite is a long
-// random overwrite of a small volume, for GC's steady state (use a large
-// -benchtime, e.g. 300000x).
+// randwrite flushes every 64 writes per worker; overwrite randomly
+// overwrites a small, full volume, for GC's steady state (give it a long
+// -benchtime, e.g. 200000x).
 
 const (
 	benchSize      = 256 << 20
-	benchOverwrite = 32 << 20
+	benchOverwrite = 16 << 20
 	flushEvery     = 64
 )
 
@@ -55,67 +58,59 @@ func (c benchCase) name() string {
 	return fmt.Sprintf("op=%s/bs=%s/qd=%d", c.op, bs, c.qd)
 }
 
+func (c benchCase) size() int64 {
+	if c.op == "overwrite" {
+		return benchOverwrite
+	}
+	return benchSize
+}
+
 func BenchmarkVolume(b *testing.B) {
-	benchVolume(b, func(b *testing.B) backend.Store {
-		store, err := dir.Open(b.Context(), b.TempDir(), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return store
-	})
-}
-
-// BenchmarkVolumeMemStore runs the same workloads over an in-memory
-// store: the engine's own ceiling, without store latency.
-func BenchmarkVolumeMemStore(b *testing.B) {
-	benchVolume(b, func(b *testing.B) backend.Store { return mem.New(nil) })
-}
-
-func benchVolume(b *testing.B, newStore func(b *testing.B) backend.Store) {
 	for _, c := range benchCases {
 		b.Run(c.name(), func(b *testing.B) {
-			ctx := b.Context()
-			store := newStore(b)
-			defer store.Close()
-			size := int64(benchSize)
-			if c.op == "overwrite" {
-				size = benchOverwrite
-			}
-			v, err := Create(ctx, store, "bench", size, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			runBench(b, v, c, size)
-			st := v.Stats()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			b.ReportMetric(st.WriteAmplification, "WA")
-			b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
-			if c.op == "overwrite" {
-				b.ReportMetric(float64(st.GCBytesMoved)/(1<<20), "gc-moved-MiB")
-				b.ReportMetric(float64(st.StoredBytes)/float64(size), "space-amp")
-			}
-			if err := v.Close(); err != nil {
-				b.Fatal(err)
-			}
+			b.Run("dev=volume", func(b *testing.B) {
+				store, err := dir.Open(b.Context(), b.TempDir(), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer store.Close()
+				benchVolume(b, store, c)
+			})
+			b.Run("dev=file", func(b *testing.B) {
+				d, err := file.Open(b.Context(), filepath.Join(b.TempDir(), "bench.img"), &file.Options{Create: true, SizeBytes: c.size()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer d.Close()
+				runBench(b, d, c, c.size())
+			})
+			b.Run("dev=volume-memstore", func(b *testing.B) {
+				store := mem.New(nil)
+				defer store.Close()
+				benchVolume(b, store, c)
+			})
 		})
 	}
 }
 
-func BenchmarkFileBaseline(b *testing.B) {
-	for _, c := range benchCases {
-		b.Run(c.name(), func(b *testing.B) {
-			size := int64(benchSize)
-			if c.op == "overwrite" {
-				size = benchOverwrite
-			}
-			d, err := file.Open(b.Context(), filepath.Join(b.TempDir(), "bench.img"), &file.Options{Create: true, SizeBytes: size})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer d.Close()
-			runBench(b, d, c, size)
-		})
+func benchVolume(b *testing.B, store backend.Store, c benchCase) {
+	ctx := b.Context()
+	v, err := Create(ctx, store, "bench", c.size(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runBench(b, v, c, c.size())
+	st := v.Stats()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(st.WriteAmplification, "WA")
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB")
+	if c.op == "overwrite" {
+		b.ReportMetric(float64(st.GCBytesMoved)/(1<<20), "gc-moved-MiB")
+		b.ReportMetric(float64(st.StoredBytes)/float64(c.size()), "space-amp")
+	}
+	if err := v.Close(); err != nil {
+		b.Fatal(err)
 	}
 }
 
