@@ -120,11 +120,13 @@ func dur(d time.Duration) string {
 }
 
 func ratio(v float64) string {
-	if v == 0 {
+	switch {
+	case v == 0:
 		return "–"
-	}
-	if v >= 100 {
+	case v >= 100:
 		return fmt.Sprintf("%.0f", v)
+	case v < 0.1:
+		return fmt.Sprintf("%.3f", v)
 	}
 	return fmt.Sprintf("%.2f", v)
 }
@@ -180,13 +182,17 @@ func (r *Report) Markdown(chartPrefix string) string {
 	var b strings.Builder
 	h := r.Host
 	var wd time.Duration
-	if len(r.Workloads) > 0 {
-		wd = r.Workloads[0].Duration
+	for _, w := range r.Workloads {
+		if !w.OnePass {
+			wd = w.Duration
+			break
+		}
 	}
 	fmt.Fprintf(&b, "Measured %s on %s (%d cores, %d MiB, %s, work directory on %s); load average %s before, %s after. "+
-		"%d rounds, %s per workload after a %s prefill, over the first %s of %s LUNs; medians of the rounds.\n\n",
+		"%d rounds; in each, every path first writes the first %s of its disk once (fill-1m-qd4, measured), then runs each workload for %s over it; "+
+		"the disks are %s LUNs (images of %s on the datastore LUN). Medians of the rounds.\n\n",
 		r.Started.Format("2006-01-02 15:04 UTC"), orDash(h.CPU), h.Cores, h.MemoryMiB, orDash(h.Kernel), orDash(h.Filesystem),
-		orDash(h.LoadBefore), orDash(h.LoadAfter), r.Rounds, wd, mib(r.SpanBytes), mib(r.SpanBytes), mib(r.SizeBytes))
+		orDash(h.LoadBefore), orDash(h.LoadAfter), r.Rounds, mib(r.SpanBytes), wd, mib(r.SizeBytes), mib(r.SpanBytes))
 
 	fmt.Fprintf(&b, "| path | kind | layers |\n|---|---|---|\n")
 	for _, p := range r.Paths {
