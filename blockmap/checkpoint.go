@@ -1,6 +1,7 @@
 package blockmap
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"maps"
@@ -146,6 +147,7 @@ func (v *Volume) checkpointLocked(ctx context.Context, force bool, size int64) e
 		Usage:               v.usageRowsLocked(m.adj, v.mu.nextSeq),
 	}
 	v.mu.RUnlock()
+	sortUsage(ck.Usage)
 	name := format.CheckpointName(v.name, ck.Gen)
 	enc := format.AppendCheckpoint(nil, &ck)
 	if err := v.store.Put(ctx, name, enc); err != nil {
@@ -206,16 +208,11 @@ func (v *Volume) usageRowsLocked(adj map[uint64]int64, limit uint64) []format.Se
 			rows = append(rows, format.SegUsage{Seq: seq, LiveBytes: uint64(d)})
 		}
 	}
-	slices.SortFunc(rows, func(a, b format.SegUsage) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
-	return rows
+	return rows // unsorted: sortUsage, after the lock is released
+}
+
+func sortUsage(rows []format.SegUsage) {
+	slices.SortFunc(rows, func(a, b format.SegUsage) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // reclaim deletes old checkpoint roots and the segments nothing

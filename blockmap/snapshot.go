@@ -53,6 +53,7 @@ func (v *Volume) Snapshot(ctx context.Context, name string) error {
 	ck := v.mu.ck
 	ck.Usage = v.usageRowsLocked(nil, ck.NextSeq)
 	v.mu.RUnlock()
+	sortUsage(ck.Usage)
 	rec := &format.Snapshot{ID: v.sb.ID, CreatedUnixNano: time.Now().UnixNano(), Name: name, Checkpoint: ck}
 	obj := format.SnapshotName(v.name, name)
 	enc := format.AppendSnapshot(nil, rec)
