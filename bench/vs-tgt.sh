@@ -14,8 +14,11 @@ OUT=${1:-bench/out/vs-tgt}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 SIZE=${SIZE:-1GiB}
-LPORT=${LPORT:-3391}
-TPORT=${TPORT:-3392}
+# Ports: LPORT and TPORT when given, else free ones (others may run this at the same time).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+LPORT=${LPORT:-$(free_port)}
+TPORT=${TPORT:-$(free_port)}
+TCTL=$((20000 + TPORT % 10000))   # tgtd's own control socket, never another tgtd's
 IQN=iqn.2026-11.dev.lunway:bench
 TIQN=iqn.2026-11.dev.lunway:tgt
 command -v tgtd >/dev/null || { echo "tgtd missing: apt-get install tgt" >&2; exit 1; }
@@ -47,17 +50,17 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 
 start_lunway() {
   "$OUT/lunway" serve --config "$OUT/lunway.yaml" >>"$OUT/lunway.log" 2>&1 & LPID=$!
-  wait_port "$LPORT"
+  wait_port "$LPORT" && kill -0 "$LPID" || { echo "lunway did not start: $(tail -2 "$OUT/lunway.log")" >&2; exit 1; }
 }
 stop_lunway() { kill "$LPID"; wait "$LPID" || true; LPID=; }
 
 start_tgt() {
-  tgtd -f --iscsi "portal=127.0.0.1:$TPORT" >>"$OUT/tgtd.log" 2>&1 & TPID=$!
-  for _ in $(seq 100); do tgtadm --lld iscsi --op show --mode target >/dev/null 2>&1 && break; sleep 0.1; done
-  tgtadm --lld iscsi --op new --mode target --tid 1 -T "$TIQN"
-  tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$IMG"
-  tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL
-  wait_port "$TPORT"
+  tgtd -f -C "$TCTL" --iscsi "portal=127.0.0.1:$TPORT" >>"$OUT/tgtd.log" 2>&1 & TPID=$!
+  for _ in $(seq 100); do tgtadm -C "$TCTL" --lld iscsi --op show --mode target >/dev/null 2>&1 && break; sleep 0.1; done
+  tgtadm -C "$TCTL" --lld iscsi --op new --mode target --tid 1 -T "$TIQN"
+  tgtadm -C "$TCTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$IMG"
+  tgtadm -C "$TCTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
+  wait_port "$TPORT" && kill -0 "$TPID" || { echo "tgtd did not start: $(tail -2 "$OUT/tgtd.log")" >&2; exit 1; }
 }
 stop_tgt() { kill "$TPID"; wait "$TPID" || true; TPID=; }
 
