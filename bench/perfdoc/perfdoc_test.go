@@ -25,7 +25,7 @@ Prose after.
 func TestReplace(t *testing.T) {
 	for _, tc := range []struct {
 		name, doc, section, body, want string
-		err                          error
+		err                            error
 	}{
 		{name: "replace", doc: doc, section: "a", body: "new a\n",
 			want: strings.Replace(doc, "old a\n", "new a\n", 1)},
