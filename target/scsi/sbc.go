@@ -450,6 +450,11 @@ func (r *request) writeSame() Result {
 	if uint64(n) > r.lu.lim.maxWriteSame {
 		return r.fail(invalidCDB(lf, -1))
 	}
+	// Write protection is reported before the data-out is judged: a
+	// read-only LU refuses the command whatever its pattern.
+	if s, ok := r.writeProtected(); ok {
+		return r.fail(s)
+	}
 	bs := r.info.LogicalBlockSize
 	var pattern []byte
 	if !ndob {
@@ -460,9 +465,6 @@ func (r *request) writeSame() Result {
 			return r.fail(invalidCDB(lf, -1))
 		}
 		pattern = r.cmd.DataOut[:bs]
-	}
-	if s, ok := r.writeProtected(); ok {
-		return r.fail(s)
 	}
 	zero := ndob || allZero(pattern)
 	flags := r.writeFlags(false)
