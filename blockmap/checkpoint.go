@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/lunway/lunway/blockmap/format"
@@ -310,6 +311,7 @@ type merger struct {
 	adj       map[uint64]int64
 	mw        *metaWriter
 	scratch   []byte
+	pre       map[uint64]*cachedPage // prefetched leaves of the level-1 node being merged
 }
 
 func newMerger(ctx context.Context, v *Volume, frozen []*delta, forced map[nodeKey]bool) *merger {
@@ -401,6 +403,12 @@ func (m *merger) rewrite(level uint8, index uint64, old format.Ref) (format.Ref,
 	}
 	changed := m.forced[nodeKey{level, index}]
 	fan := uint32(1) << v.fanShift
+	if level == 1 && page != nil {
+		if err := m.prefetchLeaves(page, old.Layer, index); err != nil {
+			return format.Ref{}, err
+		}
+		defer clear(m.pre)
+	}
 	var children []format.Child
 	for slot := uint32(0); slot < fan; slot++ {
 		childIdx := index<<v.fanShift | uint64(slot)
@@ -436,6 +444,56 @@ func (m *merger) rewrite(level uint8, index uint64, old format.Ref) (format.Ref,
 		return format.Ref{}, nil
 	}
 	return m.writeInterior(&format.Interior{Level: level, Index: index, Children: children})
+}
+
+// prefetchLeaves loads, in parallel, the existing leaves under the
+// level-1 node page that the merge will rewrite, so that a slow store's
+// latency is paid once per node rather than once per leaf.
+func (m *merger) prefetchLeaves(page *cachedPage, layer uint8, index uint64) error {
+	v := m.v
+	type job struct {
+		j   uint64
+		ref format.Ref
+	}
+	var jobs []job
+	for _, ch := range page.interior.Children {
+		j := index<<v.fanShift | uint64(ch.Slot)
+		if !m.dirtyIn(j, j+1) && !m.cleared.contains(j) && !m.forced[nodeKey{0, j}] {
+			continue
+		}
+		r, ok, err := v.childRef(page, layer, ch.Slot)
+		if err != nil {
+			return err
+		}
+		if ok {
+			jobs = append(jobs, job{j, r})
+		}
+	}
+	if len(jobs) < 2 {
+		return nil
+	}
+	if m.pre == nil {
+		m.pre = make(map[uint64]*cachedPage)
+	}
+	pages := make([]*cachedPage, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, jb := range jobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			pages[i], errs[i] = v.loadPage(m.ctx, jb.ref, 0, jb.j)
+		})
+	}
+	wg.Wait()
+	for i, jb := range jobs {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		m.pre[jb.j] = pages[i]
+	}
+	return nil
 }
 
 // dropPage accounts an old page that the new tree no longer references.
@@ -478,9 +536,12 @@ func (m *merger) rewriteLeaf(j uint64, old format.Ref) (format.Ref, error) {
 	// The old leaf as pieces covering the whole leaf.
 	var op []piece
 	if !old.IsZero() {
-		page, err := v.loadPage(m.ctx, old, 0, j)
-		if err != nil {
-			return format.Ref{}, err
+		page := m.pre[j]
+		if page == nil {
+			var err error
+			if page, err = v.loadPage(m.ctx, old, 0, j); err != nil {
+				return format.Ref{}, err
+			}
 		}
 		next := start
 		for _, e := range page.leaf.Extents {
