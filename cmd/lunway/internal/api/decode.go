@@ -188,6 +188,32 @@ func assign(path string, in any, rv reflect.Value) error {
 			}
 		}
 		return nil
+	case reflect.Map:
+		m, ok := in.(map[string]any)
+		if !ok {
+			return typeErr(path, "an object", in)
+		}
+		if rv.Type().Key().Kind() != reflect.String {
+			break
+		}
+		if len(m) > maxItems {
+			return &config.FieldError{Field: fieldName(path), Msg: fmt.Sprintf("more than %d entries", maxItems)}
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		mv := reflect.MakeMapWithSize(rv.Type(), len(m))
+		for _, k := range keys {
+			ev := reflect.New(rv.Type().Elem()).Elem()
+			if err := assign(join(path, k), m[k], ev); err != nil {
+				return err
+			}
+			mv.SetMapIndex(reflect.ValueOf(k).Convert(rv.Type().Key()), ev)
+		}
+		rv.Set(mv)
+		return nil
 	case reflect.Slice:
 		arr, ok := in.([]any)
 		if !ok {
