@@ -442,7 +442,7 @@ func (c *Config) Validate() error {
 	if err := c.ISCSI.validate("iscsi"); err != nil {
 		return err
 	}
-	if err := c.API.validate("api"); err != nil {
+	if err := c.API.validate("api", c); err != nil {
 		return err
 	}
 	if c.Metrics.Listen != "" {
@@ -578,7 +578,22 @@ func (s *ISCSI) validate(f string) error {
 	return nil
 }
 
-func (a *API) validate(f string) error {
+// maxSocketPath is the longest Unix socket path Linux takes (sun_path).
+const maxSocketPath = 107
+
+func (a *API) validate(f string, c *Config) error {
+	if a.Socket != "off" {
+		if a.Socket == "" {
+			return fieldErr(f+".socket", "must not be empty (\"off\" disables the socket)")
+		}
+		p := c.ResolvePath(a.Socket)
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		if len(p) > maxSocketPath {
+			return fieldErr(f+".socket", "%s is longer than %d bytes, the limit of a Unix socket path", p, maxSocketPath)
+		}
+	}
 	if a.Listen != "" {
 		if err := validHostPort(a.Listen); err != nil {
 			return fieldErr(f+".listen", "%v", err)
