@@ -70,7 +70,8 @@ type Cache struct {
 		waitingForRoom int
 		draining       int
 
-		inner       innerState
+		inner        innerState
+		attemptStart time.Time // an upload attempt in flight since
 		health      blockdev.Health // as last logged
 		uploadRate  float64         // bytes/s, smoothed
 		lastUpload  time.Time
@@ -148,8 +149,9 @@ func Open(ctx context.Context, inner backend.Store, opts *Options) (*Cache, erro
 	}
 	c.log.Debug("cache: opened", "dir", o.Dir, "pending", len(c.mu.queue), "log_bytes", c.mu.usedBytes)
 	c.bg.ctx, c.bg.cancel = context.WithCancel(context.Background())
-	c.bg.wg.Add(1)
+	c.bg.wg.Add(2)
 	go c.uploader(c.bg.ctx)
+	go c.monitor(c.bg.ctx)
 	ok = true
 	return c, nil
 }
@@ -531,15 +533,41 @@ func (c *Cache) Health() blockdev.Health {
 }
 
 func (c *Cache) healthLocked() blockdev.Health {
+	failing := c.storeFailingLocked()
 	switch {
 	case c.mu.broken != nil:
 		return blockdev.Unavailable
-	case c.mu.inner.failing && c.mu.waitingForRoom > 0:
+	case failing && c.mu.waitingForRoom > 0:
 		return blockdev.Unavailable
-	case c.mu.inner.failing, c.mu.waitingForRoom > 0:
+	case failing, c.mu.waitingForRoom > 0:
 		return blockdev.Degraded
 	}
 	return blockdev.Healthy
+}
+
+// storeFailingLocked: the last store operation failed, or an upload has
+// been in flight for longer than Options.StallTimeout (a store that hangs
+// fails nothing for a long time).
+func (c *Cache) storeFailingLocked() bool {
+	return c.mu.inner.failing || !c.mu.attemptStart.IsZero() && time.Since(c.mu.attemptStart) > c.opts.StallTimeout
+}
+
+// monitor re-evaluates health periodically, so that a stalled store is
+// noticed (and logged) while nothing else happens.
+func (c *Cache) monitor(ctx context.Context) {
+	defer c.bg.wg.Done()
+	t := time.NewTicker(max(c.opts.StallTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		c.updateHealthLocked()
+		c.mu.Unlock()
+	}
 }
 
 // updateHealthLocked logs a change of health, once.

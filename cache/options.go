@@ -18,6 +18,7 @@ const (
 	DefaultFullWait       = 10 * time.Second
 	DefaultUploadHold     = 5 * time.Second
 	DefaultUploadTimeout  = 60 * time.Second
+	DefaultStallTimeout   = 5 * time.Second
 	DefaultRetryMinDelay  = 100 * time.Millisecond
 	DefaultRetryMaxDelay  = 5 * time.Second
 	DefaultImageBytes     = 64 << 20
@@ -69,6 +70,9 @@ type Options struct {
 	UploadHold time.Duration
 	// UploadTimeout bounds one attempt to apply an operation to the store.
 	UploadTimeout time.Duration
+	// StallTimeout: an upload attempt in flight for longer counts as the
+	// store failing, for Health (a hung store fails nothing for a while).
+	StallTimeout time.Duration
 	// RetryMinDelay and RetryMaxDelay shape the backoff between failed
 	// uploads (exponential, jittered). Uploads are retried forever.
 	RetryMinDelay, RetryMaxDelay time.Duration
@@ -114,7 +118,7 @@ func (o *Options) Validate() error {
 	if o.ReadMemBytes > 0 && o.ReadMemBytes < 1<<20 {
 		return fmt.Errorf("cache: ReadMemBytes %d: at least 1 MiB", o.ReadMemBytes)
 	}
-	if o.FullWait < 0 || o.ReadTimeout < 0 || o.UploadTimeout < 0 || o.RetryMinDelay < 0 ||
+	if o.FullWait < 0 || o.ReadTimeout < 0 || o.UploadTimeout < 0 || o.StallTimeout < 0 || o.RetryMinDelay < 0 ||
 		o.RetryMaxDelay < 0 || o.ImageBytes < 0 || o.MaxUploadBatch < 0 || o.CloseDrain < 0 {
 		return errors.New("cache: negative duration or size in Options")
 	}
@@ -152,6 +156,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if out.UploadTimeout == 0 {
 		out.UploadTimeout = DefaultUploadTimeout
+	}
+	if out.StallTimeout == 0 {
+		out.StallTimeout = DefaultStallTimeout
 	}
 	if out.RetryMinDelay == 0 {
 		out.RetryMinDelay = DefaultRetryMinDelay

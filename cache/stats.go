@@ -22,8 +22,8 @@ type counters struct {
 type Stats struct {
 	// Health is the cache's health (see Cache.Health).
 	Health blockdev.Health
-	// StoreFailing reports that the last store operation failed, since
-	// StoreFailingSince, with StoreError.
+	// StoreFailing reports that the last store operation failed (since
+	// StoreFailingSince, with StoreError) or an upload is stalled.
 	StoreFailing      bool
 	StoreFailingSince time.Time
 	StoreError        string
@@ -78,7 +78,7 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out.Health = c.healthLocked()
-	out.StoreFailing = c.mu.inner.failing
+	out.StoreFailing = c.storeFailingLocked()
 	if c.mu.inner.failing {
 		out.StoreFailingSince = c.mu.inner.since
 		if c.mu.inner.lastErr != nil {

@@ -56,13 +56,19 @@ func (c *Cache) nextBatch(ctx context.Context) []*rec {
 		q := c.mu.queue
 		if len(q) > 0 && q[0].seq <= durable {
 			head := q[0]
+			// j: the durable run on head's object (the batch); all: the
+			// run including records still being synced.
 			j, bytes, writes := 1, head.data.n, head.kind == kindWriteAt
 			for j < len(q) && q[j].seq <= durable && q[j].name == head.name && bytes+q[j].data.n <= c.opts.MaxUploadBatch {
 				bytes += q[j].data.n
 				writes = writes || q[j].kind == kindWriteAt
 				j++
 			}
-			if wait := c.holdLocked(q, j, writes); wait > 0 {
+			all := j
+			for all < len(q) && q[all].name == head.name {
+				all++
+			}
+			if wait := c.holdLocked(q, all, writes); wait > 0 {
 				t := time.NewTimer(wait)
 				ch := c.mu.changed
 				c.mu.Unlock()
@@ -87,10 +93,10 @@ func (c *Cache) nextBatch(ctx context.Context) []*rec {
 	}
 }
 
-// holdLocked says how long to wait for more writes to a run that ends
-// the log (0: upload now).
-func (c *Cache) holdLocked(q []*rec, j int, writes bool) time.Duration {
-	if !writes || j < len(q) || c.innerOW != nil || c.opts.UploadHold <= 0 ||
+// holdLocked says how long to wait for more writes to a run of WriteAts
+// that ends the log (all: the run's length in q), 0 to upload now.
+func (c *Cache) holdLocked(q []*rec, all int, writes bool) time.Duration {
+	if !writes || all < len(q) || c.innerOW != nil || c.opts.UploadHold <= 0 ||
 		c.mu.draining > 0 || c.mu.closed || c.mu.waitingForRoom > 0 || c.mu.usedBytes > c.opts.LogBytes/2 {
 		return 0
 	}
@@ -249,8 +255,14 @@ func (c *Cache) retry(ctx context.Context, what, name string, op func(ctx contex
 	delay := c.opts.RetryMinDelay
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, c.opts.UploadTimeout)
+		c.mu.Lock()
+		c.mu.attemptStart = time.Now()
+		c.mu.Unlock()
 		err := op(actx)
 		cancel()
+		c.mu.Lock()
+		c.mu.attemptStart = time.Time{}
+		c.mu.Unlock()
 		if err == nil {
 			c.noteInnerOK()
 			return nil
