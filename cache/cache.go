@@ -71,11 +71,11 @@ type Cache struct {
 		draining       int
 
 		inner        innerState
-		attemptStart time.Time // an upload attempt in flight since
-		health      blockdev.Health // as last logged
-		uploadRate  float64         // bytes/s, smoothed
-		lastUpload  time.Time
-		retryKicked bool
+		attemptStart time.Time       // an upload attempt in flight since
+		health       blockdev.Health // as last logged
+		uploadRate   float64         // bytes/s, smoothed
+		lastUpload   time.Time
+		retryKicked  bool
 	}
 	retryNow chan struct{} // wakes the uploader's backoff
 
