@@ -208,3 +208,50 @@ func format(v float64) string {
 	}
 	return strconv.FormatFloat(v, 'g', 3, 64)
 }
+
+// RatioTable compares every benchmark with its baseline: the benchmark
+// whose name has base as its first element and the same rest
+// (Volume/op=randwrite against FileBaseline/op=randwrite). Each row is the
+// ratio of the medians of unit (higher-is-better units such as IOPS or
+// MB/s read as "times the baseline"). Benchmarks without a baseline are
+// left out; an empty string means there was nothing to compare.
+func RatioTable(bs []Bench, base, unit string) string {
+	med := map[string]float64{}
+	var order []string
+	vals := map[string][]float64{}
+	for _, b := range bs {
+		v, ok := b.Units[unit]
+		if !ok {
+			continue
+		}
+		if _, seen := vals[b.Name]; !seen {
+			order = append(order, b.Name)
+		}
+		vals[b.Name] = append(vals[b.Name], v)
+	}
+	for name, v := range vals {
+		med[name] = median(v)
+	}
+	split := func(name string) (string, string) {
+		first, rest, _ := strings.Cut(strings.TrimPrefix(name, "Benchmark"), "/")
+		return first, rest
+	}
+	var sb strings.Builder
+	rows := 0
+	for _, name := range order {
+		first, rest := split(name)
+		if first == base {
+			continue
+		}
+		bv, ok := med["Benchmark"+base+"/"+rest]
+		if !ok || bv == 0 {
+			continue
+		}
+		if rows == 0 {
+			fmt.Fprintf(&sb, "| benchmark | %s | %s %s | ratio |\n|---|---:|---:|---:|\n", unit, base, unit)
+		}
+		rows++
+		fmt.Fprintf(&sb, "| %s/%s | %s | %s | %.2fx |\n", first, rest, format(med[name]), format(bv), med[name]/bv)
+	}
+	return sb.String()
+}

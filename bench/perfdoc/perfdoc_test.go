@@ -139,3 +139,24 @@ func FuzzParseGoBench(f *testing.F) {
 		GoBenchTable(bs)
 	})
 }
+
+func TestRatioTable(t *testing.T) {
+	in := `BenchmarkVolume/op=randwrite-2 10 100 ns/op 300 IOPS
+BenchmarkVolume/op=randwrite-2 10 100 ns/op 100 IOPS
+BenchmarkVolume/op=randwrite-2 10 100 ns/op 200 IOPS
+BenchmarkVolume/op=only-2 10 100 ns/op 5 IOPS
+BenchmarkFileBaseline/op=randwrite-2 10 100 ns/op 50 IOPS
+BenchmarkFileBaseline/op=randwrite-2 10 100 ns/op 150 IOPS
+`
+	bs, err := ParseGoBench(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "| benchmark | IOPS | FileBaseline IOPS | ratio |\n|---|---:|---:|---:|\n| Volume/op=randwrite | 200 | 100 | 2.00x |\n"
+	if got := RatioTable(bs, "FileBaseline", "IOPS"); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if got := RatioTable(bs, "Nothing", "IOPS"); got != "" {
+		t.Fatalf("no baseline: %q", got)
+	}
+}

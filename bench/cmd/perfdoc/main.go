@@ -3,7 +3,9 @@
 //
 //	perfdoc replace DOC NAME=FILE...   replace the generated sections NAME with FILE's contents
 //	perfdoc sections DOC               list the generated sections
-//	perfdoc gobench < bench.txt        Markdown table of medians of `go test -bench` output
+//	perfdoc gobench [BASE:UNIT] < bench.txt
+//	                                   Markdown table of medians of `go test -bench` output, and
+//	                                   with BASE:UNIT a table of each benchmark's UNIT over BASE's
 package main
 
 import (
@@ -35,6 +37,15 @@ func run(args []string) error {
 			return fmt.Errorf("no benchmark results on standard input")
 		}
 		fmt.Print(perfdoc.GoBenchTable(bs))
+		if len(args) == 2 {
+			base, unit, ok := strings.Cut(args[1], ":")
+			if !ok {
+				return fmt.Errorf("%q is not BASE:UNIT", args[1])
+			}
+			if t := perfdoc.RatioTable(bs, base, unit); t != "" {
+				fmt.Printf("\nRatios to %s (%s, medians; above 1 means more than the baseline):\n\n%s", base, unit, t)
+			}
+		}
 		return nil
 	case "sections":
 		if len(args) != 2 {
