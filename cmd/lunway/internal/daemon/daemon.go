@@ -20,7 +20,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -271,15 +270,19 @@ func (d *Daemon) Start() error {
 	return nil
 }
 
-// Addrs returns the addresses the portals listen on.
+// Addrs returns the addresses the portals listen on, in the order of the
+// configuration.
 func (d *Daemon) Addrs() []net.Addr {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []net.Addr
-	for _, l := range d.mu.listeners {
-		out = append(out, l.ln.Addr())
+	for _, pg := range d.mu.cfg.Portals {
+		for _, a := range pg.Listen {
+			if l := d.mu.listeners[a]; l != nil {
+				out = append(out, l.ln.Addr())
+			}
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 

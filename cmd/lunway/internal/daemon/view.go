@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"slices"
@@ -100,7 +101,7 @@ func (d *Daemon) Targets() []api.Target {
 		for _, lc := range tc.LUNs {
 			t.LUNs = append(t.LUNs, lunView(tc.Name, lc, s.lunOf(tc.Name, lc.LUN)))
 		}
-		slices.SortFunc(t.LUNs, func(a, b api.LUN) int { return int(a.LUN) - int(b.LUN) })
+		slices.SortFunc(t.LUNs, func(a, b api.LUN) int { return cmp.Compare(a.LUN, b.LUN) })
 		out = append(out, t)
 	}
 	slices.SortFunc(out, func(a, b api.Target) int { return strings.Compare(a.Name, b.Name) })
@@ -140,7 +141,7 @@ func (d *Daemon) PortalGroups() []api.PortalGroup {
 		}
 		out = append(out, pg)
 	}
-	slices.SortFunc(out, func(a, b api.PortalGroup) int { return int(a.Tag) - int(b.Tag) })
+	slices.SortFunc(out, func(a, b api.PortalGroup) int { return cmp.Compare(a.Tag, b.Tag) })
 	return out
 }
 
