@@ -114,7 +114,12 @@ Lunway runs in-process on 127.0.0.1; tgtd, qemu-nbd and qemu-system-x86_64 are
 started and stopped by the command. The guest's kernel and initramfs come from
 bench/paths/guest/build.sh (--guest-dir). --out writes report.json, report.md,
 iops.svg and amplification.svg.`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("bench paths takes no arguments, got %q", args)}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := paths.Config{Rounds: rounds, GuestDir: guestDir, KeepWork: keep, Progress: os.Stderr}
 			var err error
