@@ -18,7 +18,11 @@
 //   - WriteAt acknowledges what librbd acknowledged: with librbd's default
 //     cache policy (writearound) that may be before the OSDs have it, the
 //     volatile write cache of the blockdev contract. FUA is a write
-//     followed by rbd_aio_flush; Flush is rbd_aio_flush.
+//     followed by rbd_aio_flush; Flush is rbd_aio_flush, skipped when no
+//     write completed since the last flush. (With the exclusive-lock
+//     feature a flush waits for the lock, which a gateway that crashed
+//     holds until the OSD times its watch out, 30 s by default; writes
+//     after such a crash wait for it too.)
 //   - Unmap is rbd_write_zeroes without flags: whole objects are removed
 //     and partial ones zeroed, so the range reads as zeros. (rbd_discard
 //     would skip extents smaller than rbd_discard_granularity_bytes, 64
