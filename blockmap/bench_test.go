@@ -33,7 +33,7 @@ import (
 
 const (
 	benchSize      = 256 << 20
-	benchOverwrite = 16 << 20
+	benchOverwrite = 64 << 20
 	flushEvery     = 64
 )
 

@@ -167,6 +167,7 @@ func (v *Volume) checkpointLocked(ctx context.Context, force bool, size int64) e
 			v.mu.segs[seq] = s
 		}
 		s.live += d
+		v.mu.liveTotal += d
 	}
 	for _, mseg := range m.mw.written {
 		if s := v.mu.segs[mseg.seq]; s != nil {

@@ -2,9 +2,11 @@ package blockmap
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/lunway/lunway/blockdev"
 	"github.com/lunway/lunway/blockmap/format"
 )
 
@@ -21,17 +23,25 @@ type GCResult struct {
 	BytesFreed    int64
 }
 
-// collector runs garbage collection in the background every GCInterval.
+// collector runs garbage collection in the background every
+// GCInterval, rate-limited. Under space pressure (stored bytes above
+// twice the live bytes) it runs pass after pass without the limit until
+// the pressure is gone: space then takes priority over guest I/O.
 func (v *Volume) collector(ctx context.Context) {
 	defer v.bg.wg.Done()
 	t := time.NewTicker(v.opts.GCInterval)
 	defer t.Stop()
+	pressure := false
 	for {
-		select {
-		case <-ctx.Done():
+		if !pressure {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-v.bg.gcKick:
+			}
+		} else if ctx.Err() != nil {
 			return
-		case <-t.C:
-		case <-v.bg.gcKick:
 		}
 		// Liveness of segments overwritten since the last checkpoint is
 		// only known after the next; take one when much was written.
@@ -46,10 +56,32 @@ func (v *Volume) collector(ctx context.Context) {
 				continue
 			}
 		}
-		if _, err := v.gcPass(ctx, v.opts.GCThreshold, 256<<20); err != nil && ctx.Err() == nil {
+		res, err := v.gcPass(ctx, v.opts.GCThreshold, 256<<20, pressure)
+		if err != nil && ctx.Err() == nil {
 			v.log.Warn("blockmap: garbage collection failed", "volume", v.name, "err", err)
 		}
+		if res.Segments > 0 || res.SegmentsFreed > 0 {
+			v.log.Debug("blockmap: GC pass", "volume", v.name, "compacted", res.Segments, "moved", res.BytesMoved,
+				"freed", res.SegmentsFreed, "freedBytes", res.BytesFreed, "pressure", pressure)
+		}
+		was := pressure
+		pressure = err == nil && res.Segments > 0 && v.spacePressure()
+		if pressure != was {
+			v.log.Debug("blockmap: GC space pressure", "volume", v.name, "on", pressure)
+		}
 	}
+}
+
+// spacePressure reports whether the volume stores more than twice its
+// live bytes (plus some slack for open and journal segments).
+func (v *Volume) spacePressure() bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var stored int64
+	for _, s := range v.mu.segs {
+		stored += s.size
+	}
+	return stored > 2*v.mu.liveTotal+16*int64(v.segSize)
 }
 
 // GC runs one garbage-collection pass now: it compacts the segments
@@ -67,15 +99,14 @@ func (v *Volume) GC(ctx context.Context, threshold float64) (GCResult, error) {
 	if err := v.checkpoint(ctx, false); err != nil {
 		return GCResult{}, err
 	}
-	return v.gcPass(ctx, threshold, 0)
+	return v.gcPass(ctx, threshold, 0, false)
 }
 
 // gcPass compacts candidates (at most maxRead bytes of them; 0: no
 // limit), then checkpoints and reclaims.
-func (v *Volume) gcPass(ctx context.Context, threshold float64, maxRead int64) (GCResult, error) {
+func (v *Volume) gcPass(ctx context.Context, threshold float64, maxRead int64, unthrottled bool) (res GCResult, err error) {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
-	var res GCResult
 	freedSegs, freedBytes := v.stats.segmentsFreed.Load(), v.stats.bytesFreed.Load()
 	defer func() {
 		res.SegmentsFreed = v.stats.segmentsFreed.Load() - freedSegs
@@ -127,7 +158,7 @@ func (v *Volume) gcPass(ctx context.Context, threshold float64, maxRead int64) (
 		if maxRead > 0 && read >= maxRead {
 			break
 		}
-		moved, err := v.compact(ctx, c.seq, c.size)
+		moved, err := v.compact(ctx, c.seq, c.size, unthrottled)
 		if err != nil {
 			return res, err
 		}
@@ -161,9 +192,11 @@ func (v *Volume) throttle(ctx context.Context, n int64) error {
 
 // compact moves the live data out of segment seq and marks its live map
 // pages for rewriting; the next checkpoint then leaves it unreferenced.
-func (v *Volume) compact(ctx context.Context, seq uint64, size int64) (int64, error) {
-	if err := v.throttle(ctx, size); err != nil {
-		return 0, err
+func (v *Volume) compact(ctx context.Context, seq uint64, size int64, unthrottled bool) (int64, error) {
+	if !unthrottled {
+		if err := v.throttle(ctx, size); err != nil {
+			return 0, err
+		}
 	}
 	b, err := v.readSegment(ctx, 0, seq, size)
 	if err != nil {
@@ -213,7 +246,10 @@ func (v *Volume) moveLive(ctx context.Context, lba, n uint64, src loc, data []by
 	if v.mu.closed {
 		return 0, nil
 	}
-	if err := v.waitRoomLocked(ctx, int64(len(data))); err != nil {
+	// GC may exceed the dirty bound by a few segments: it must not starve
+	// behind guest writes that keep the bound full, or space would grow
+	// without limit under sustained overwrites.
+	if err := v.waitGCRoomLocked(ctx, int64(len(data))); err != nil {
 		return 0, err
 	}
 	// Re-check under the lock: the deltas now, the base as resolved if
@@ -277,4 +313,32 @@ func (v *Volume) markPage(ctx context.Context, level uint8, index uint64, at loc
 		v.stats.gcPagesMarked.Add(1)
 	}
 	return nil
+}
+
+// waitGCRoomLocked waits until dataBytes more GC data fit in the dirty
+// bound plus an allowance of four segments (the map delta bound applies
+// as to guest writes).
+func (v *Volume) waitGCRoomLocked(ctx context.Context, dataBytes int64) error {
+	for {
+		deltaSize := v.mu.active.size()
+		for _, f := range v.mu.frozen {
+			deltaSize += f.size()
+		}
+		limit := v.opts.MaxDirtyBytes + 4*int64(v.segSize)
+		if v.mu.dirtyBytes+dataBytes <= limit && deltaSize < v.opts.MaxDeltaExtents {
+			return nil
+		}
+		if deltaSize >= v.opts.MaxDeltaExtents {
+			v.kickCheckpoint()
+		}
+		if err := v.mu.ioErr; err != nil {
+			return fmt.Errorf("blockmap: %s: store failing: %w", v.name, err)
+		}
+		if v.mu.closed || v.mu.bgStopped {
+			return blockdev.ErrClosed
+		}
+		if err := v.waitLocked(ctx); err != nil {
+			return err
+		}
+	}
 }

@@ -74,6 +74,7 @@ func (v *Volume) load(ctx context.Context) error {
 	v.mu.lifetimeBackend = int64(ck.BackendBytesWritten)
 	for _, u := range ck.Usage {
 		v.mu.segs[u.Seq] = &segMeta{live: int64(u.LiveBytes), flags: u.Flags}
+		v.mu.liveTotal += int64(u.LiveBytes)
 	}
 	hdr := *ck
 	hdr.Usage = nil

@@ -88,6 +88,7 @@ type Volume struct {
 		ioErr        error
 		changed      chan struct{}
 		journalBytes int64
+		liveTotal    int64 // sum of segs' live bytes
 		firstChange  time.Time
 
 		lifetimeGuest   int64 // persisted counters, as of the last checkpoint + since
@@ -574,7 +575,12 @@ func (v *Volume) noteChangeLocked() {
 	if v.mu.firstChange.IsZero() {
 		v.mu.firstChange = time.Now()
 	}
-	if v.mu.active.size() >= v.opts.MaxDeltaExtents/2 || v.mu.journalBytes >= v.opts.MaxJournalBytes {
+	// Overwritten segments are freed only by a checkpoint: take one when
+	// the journal reaches a quarter of the live data (bounding the space
+	// dead journal takes), or MaxJournalBytes (bounding replay).
+	j := v.mu.journalBytes
+	if v.mu.active.size() >= v.opts.MaxDeltaExtents/2 || j >= v.opts.MaxJournalBytes ||
+		j >= max(4*int64(v.segSize), v.mu.liveTotal/4) {
 		v.kickCheckpoint()
 	}
 }
