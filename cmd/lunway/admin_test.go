@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,11 @@ func cli(t *testing.T, stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := root.ExecuteContext(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		var dump bytes.Buffer
+		pprof.Lookup("goroutine").WriteTo(&dump, 1)
+		t.Logf("lunway %s timed out; goroutines:\n%s", strings.Join(args, " "), dump.String())
+	}
 	return out.String(), err
 }
 
