@@ -679,9 +679,38 @@ func TestAPIRollback(t *testing.T) {
 	a.do("POST", "/targets/"+iqnA+"/luns", wire(t, again), nil)
 	a.do("DELETE", "/targets/"+iqnA+"/luns/5", nil, nil)
 
+	// A shrink the volume refuses (data beyond the new end) runs after the
+	// save: the file is restored.
+	a.do("POST", "/targets/"+iqnA+"/luns", wire(t, config.LUN{LUN: 7, Size: 4 << 20, Backend: config.Backend{
+		Type: "blockmap", Volume: "v7", Store: &config.Store{Type: "dir", Path: "store"}}}), nil)
+	sa := login(t, a.portal(), iqnA, ini1)
+	sa.ClearUnitAttentions(context.Background(), 7)
+	if res, err := sa.Write16(context.Background(), 7, (3<<20)/512, 512, bytes.Repeat([]byte{7}, 4096), true); err != nil || res.Err() != nil {
+		t.Fatalf("write: %v %v", err, res.Err())
+	}
+	fileWith7, _ := os.ReadFile(a.cfgPath)
+	if code, re := a.status("POST", "/targets/"+iqnA+"/luns/7/resize", api.ResizeRequest{Size: 1 << 20, AllowShrink: true}); code != http.StatusConflict || re.Body.Field != "size" {
+		t.Errorf("shrinking over mapped data: %d %v", code, re)
+	}
+	if now, _ := os.ReadFile(a.cfgPath); !bytes.Equal(now, fileWith7) {
+		t.Errorf("a refused shrink left the file changed:\n%s", now)
+	}
+	if l, _ := a.target(iqnA); l.LUNs[1].SizeBytes != 4<<20 {
+		t.Errorf("size after a refused shrink: %d", l.LUNs[1].SizeBytes)
+	}
+	sa.Close()
+	a.do("DELETE", "/targets/"+iqnA+"/luns/7", nil, nil)
+
 	// Saving fails (its directory is gone): the change is undone live.
 	b := startAPIDaemon(t, baseYAML)
 	s := login(t, b.portal(), iqnA, ini1)
+	// Grow LUN 0 and write at its end, for the shrink below.
+	b.do("POST", "/targets/"+iqnA+"/luns/0/resize", api.ResizeRequest{Size: 2 << 20}, nil)
+	s.ClearUnitAttentions(context.Background(), 0)
+	tailData := bytes.Repeat([]byte("tail"), 1024)
+	if res, err := s.Write16(context.Background(), 0, (3<<19)/512, 512, tailData, true); err != nil || res.Err() != nil {
+		t.Fatalf("write: %v %v", err, res.Err())
+	}
 	if err := os.Rename(b.cfgPath, b.cfgPath+".moved"); err != nil {
 		t.Fatal(err)
 	}
@@ -693,7 +722,8 @@ func TestAPIRollback(t *testing.T) {
 		body         any
 	}{
 		{"POST", "/targets/" + iqnA + "/luns", wire(t, config.LUN{LUN: 1, Size: 1 << 20, Backend: config.Backend{Type: "file", Path: "a1.img"}})},
-		{"POST", "/targets/" + iqnA + "/luns/0/resize", api.ResizeRequest{Size: 2 << 20}},
+		{"POST", "/targets/" + iqnA + "/luns/0/resize", api.ResizeRequest{Size: 4 << 20}},
+		{"POST", "/targets/" + iqnA + "/luns/0/resize", api.ResizeRequest{Size: 1 << 20, AllowShrink: true}},
 		{"PUT", "/targets/" + iqnA + "/acl", wire(t, config.ACL{Initiators: []string{"iqn.2026-01.com.example:other"}})},
 		{"DELETE", "/targets/" + iqnA + "/luns/0", nil},
 		{"DELETE", "/targets/" + iqnA, nil},
@@ -716,8 +746,12 @@ func TestAPIRollback(t *testing.T) {
 	if res, err := s.Read16(context.Background(), 0, 0, 512, make([]byte, 512)); err != nil || res.Err() != nil {
 		t.Errorf("read after failed changes: %v %v", err, res.Err())
 	}
-	if c, err := s.ReadCapacity16(context.Background(), 0); err != nil || c.Blocks != 2048 {
-		t.Errorf("capacity after a failed resize: %+v %v", c, err)
+	if c, err := s.ReadCapacity16(context.Background(), 0); err != nil || c.Blocks != 4096 {
+		t.Errorf("capacity after failed resizes: %+v %v", c, err)
+	}
+	got := make([]byte, len(tailData))
+	if res, err := s.Read16(context.Background(), 0, (3<<19)/512, 512, got); err != nil || res.Err() != nil || !bytes.Equal(got, tailData) {
+		t.Errorf("data beyond a shrink whose save failed: %v %v, intact=%v", err, res, bytes.Equal(got, tailData))
 	}
 	if got := js(stripLive(a.d.Targets())); got != viewBefore {
 		t.Errorf("live state after the rollback test:\n%s\nwant\n%s", got, viewBefore)

@@ -30,11 +30,26 @@ const retireWait = 30 * time.Second
 type txn struct {
 	undo  []func()
 	after []func()
-	opts  changeOptions
+	// late are steps that destroy data (shrinking a LUN): they run after
+	// the save, so that a failed save cannot have cost data; one that
+	// fails rolls everything back, the file included.
+	late []func() error
+	opts changeOptions
 }
 
-func (x *txn) onUndo(f func())   { x.undo = append(x.undo, f) }
-func (x *txn) onCommit(f func()) { x.after = append(x.after, f) }
+func (x *txn) onUndo(f func())       { x.undo = append(x.undo, f) }
+func (x *txn) onCommit(f func())     { x.after = append(x.after, f) }
+func (x *txn) onLate(f func() error) { x.late = append(x.late, f) }
+
+// runLate runs the late steps, stopping at the first error.
+func (x *txn) runLate() error {
+	for _, f := range x.late {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // rollback undoes the steps done, newest first.
 func (x *txn) rollback() {
@@ -146,6 +161,16 @@ func (d *Daemon) changeLocked(ctx context.Context, what string, mutate func(c *c
 			x.rollback()
 			return fmt.Errorf("saving %s (nothing was changed): %w", d.configPath, err)
 		}
+	}
+	if err := x.runLate(); err != nil {
+		x.rollback()
+		if d.configPath != "" {
+			if serr := cur.Save(d.configPath); serr != nil {
+				d.log.Error("restoring the configuration file after a failed change; it describes the refused change",
+					"path", d.configPath, "err", serr)
+			}
+		}
+		return err
 	}
 	d.mu.Lock()
 	d.mu.cfg = cand
@@ -555,6 +580,17 @@ func (d *Daemon) resizeLUN(ctx context.Context, x *txn, t *target, lc config.LUN
 		return &api.Error{Field: "size", Err: fmt.Errorf("%w: %s is smaller than the current %s; shrinking drops the data beyond the new end, pass allow_shrink to do it",
 			api.ErrInUse, config.Size(size), config.Size(cur))}
 	}
+	if size < cur {
+		// Shrinking drops data: only once the change is saved.
+		x.onLate(func() error { return d.resizeDevice(ctx, x, t, l, r, cur, size) })
+		return nil
+	}
+	return d.resizeDevice(ctx, x, t, l, r, cur, size)
+}
+
+// resizeDevice resizes l's device from cur to size, registering the undo.
+func (d *Daemon) resizeDevice(ctx context.Context, x *txn, t *target, l *lun, r blockdev.Resizer, cur, size int64) error {
+	lc := l.cfg
 	if err := r.Resize(ctx, size); err != nil {
 		kind := error(nil)
 		switch {
