@@ -1,0 +1,5 @@
+//go:build !race
+
+package cachetest_test
+
+const raceEnabled = false
