@@ -60,7 +60,7 @@ type Stats struct {
 	DeltaExtents      int   // map changes held in memory
 	DirtyBytes        int64 // write data not yet in the store
 	CacheBytes        int64 // estimated memory of cached pages
-	MemoryEstimate    int64 // cache + dirty data + delta + segment table
+	MemoryEstimate    int64 // cache + segment buffers + delta + segment table
 	ErrorsOutstanding bool  // the last write to the store failed
 }
 
@@ -109,6 +109,7 @@ func (v *Volume) Stats() Stats {
 		deltaEntryBytes = int64(unsafe.Sizeof(dext{})) + 16 // plus slice and map overhead
 		segEntryBytes   = int64(unsafe.Sizeof(segMeta{})) + 48
 	)
-	s.MemoryEstimate = s.CacheBytes + inMem + int64(s.DeltaExtents)*deltaEntryBytes + int64(s.Segments)*segEntryBytes
+	pooled := int64(len(v.bufs.free)) * int64(v.bufs.size)
+	s.MemoryEstimate = s.CacheBytes + inMem + pooled + int64(s.DeltaExtents)*deltaEntryBytes + int64(s.Segments)*segEntryBytes
 	return s
 }
