@@ -190,7 +190,7 @@ func runExport(cmd *cobra.Command, f *exportFlags, args []string) error {
 	if toStdout && f.tf.verify {
 		return usageError{errors.New("--verify needs an image file, not standard output")}
 	}
-	opts, err := f.tf.options(spec.kind == "iscsi")
+	opts, err := f.tf.options()
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/lunway/lunway/image"
 )
 
-// task is one chunk of the grid.
+// task is one chunk of the grid, or a run of chunks without data.
 type task struct {
 	off, n int64
 	data   bool // the source map has data in the chunk
@@ -21,11 +21,26 @@ type task struct {
 // mapWindow is how many chunks one call to the source's map covers.
 const mapWindow = 256
 
+// maxHoleTask bounds a run of hole chunks merged into one task: one
+// allocation query (GET LBA STATUS on a remote LUN) and one zeroing call
+// cover it, instead of one per chunk, while progress still moves.
+const maxHoleTask = 1 << 30
+
 // produce sends the chunks of [0, total) on work, classified by srcMap
-// over [0, srcEnd). It closes work.
+// over [0, srcEnd); consecutive chunks without data go as one task of up
+// to maxHoleTask bytes. It closes work.
 func produce(ctx context.Context, work chan<- task, total, srcEnd, chunk int64,
 	srcMap func(ctx context.Context, off, n int64) ([]image.Extent, error)) error {
 	defer close(work)
+	var hole task // pending run of hole chunks (n == 0: none)
+	send := func(t task) error {
+		select {
+		case work <- t:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for woff := int64(0); woff < total; woff += mapWindow * chunk {
 		wend := min(woff+mapWindow*chunk, total)
 		isData := make([]bool, (wend-woff+chunk-1)/chunk)
@@ -44,12 +59,27 @@ func produce(ctx context.Context, work chan<- task, total, srcEnd, chunk int64,
 		for i, d := range isData {
 			off := woff + int64(i)*chunk
 			t := task{off: off, n: min(chunk, wend-off), data: d}
-			select {
-			case work <- t:
-			case <-ctx.Done():
-				return ctx.Err()
+			if !d && hole.n > 0 && hole.off+hole.n == off && hole.n+t.n <= maxHoleTask {
+				hole.n += t.n
+				continue
+			}
+			if hole.n > 0 {
+				if err := send(hole); err != nil {
+					return err
+				}
+				hole = task{}
+			}
+			if !d {
+				hole = t
+				continue
+			}
+			if err := send(t); err != nil {
+				return err
 			}
 		}
+	}
+	if hole.n > 0 {
+		return send(hole)
 	}
 	return nil
 }
