@@ -457,6 +457,9 @@ func (d *Daemon) openLUN(cfg *config.Config, t *target, lc config.LUN, field str
 // backend is closed.
 func (d *Daemon) newLUN(t *target, lc config.LUN, ob *openedBackend, field string) (*lun, error) {
 	l := &lun{cfg: lc, key: ob.key, dev: ob.dev, release: ob.release, cacheStats: ob.cacheStats}
+	if cs, ok := ob.dev.(cacheStatser); ok && l.cacheStats == nil {
+		l.cacheStats = cacheMetrics(cs)
+	}
 	id, err := d.ids.get(ob.key, &lc)
 	if err != nil {
 		l.close()

@@ -50,12 +50,21 @@ type LUN struct {
 // cache, in front of slow stores). The daemon fills it from the cache's
 // own snapshot.
 type CacheStats struct {
-	ReadHits, ReadMisses, ReadEvictions uint64
+	// ReadHits are reads served locally (write-back log, memory, disk);
+	// ReadMisses went to the store; ReadTimeouts gave up on an
+	// unreachable store.
+	ReadHits, ReadMisses, ReadEvictions, ReadTimeouts uint64
 	// LogBytesUsed and LogBytesLimit describe the write-back log.
 	LogBytesUsed, LogBytesLimit int64
-	// PendingUploads counts log entries not yet in the store.
-	PendingUploads int64
-	UploadedBytes  uint64
+	// PendingUploads counts log entries not yet in the store; the oldest
+	// is OldestPendingSecs old. WritersWaiting wait for room in a full log.
+	PendingUploads    int64
+	OldestPendingSecs float64
+	WritersWaiting    int64
+	// UploadedBytes went to the store; UploadFailures are failed attempts
+	// (retried). StoreFailing is set while the store does not answer.
+	UploadedBytes, UploadFailures uint64
+	StoreFailing                  bool
 }
 
 // Backend is one backend's health.
@@ -93,7 +102,8 @@ type descs struct {
 	volCkpt, volSnaps, volErr                     *prometheus.Desc
 	cacheHits, cacheMisses, cacheEvict            *prometheus.Desc
 	cacheLogUsed, cacheLogLimit, cachePending     *prometheus.Desc
-	cacheUploaded                                 *prometheus.Desc
+	cacheUploaded, cacheTimeouts, cacheOldest     *prometheus.Desc
+	cacheWaiting, cacheUpFail, cacheFailing       *prometheus.Desc
 	backendHealth                                 *prometheus.Desc
 	tSessions, tLogins, tCommands, tPDUs, tBytes  *prometheus.Desc
 	changes                                       *prometheus.Desc
@@ -147,6 +157,11 @@ func NewCollector(src Source) *Collector {
 		cacheLogLimit: n("cache_log_limit_bytes", "Size bound of the write-back log.", lun...),
 		cachePending:  n("cache_pending_uploads", "Write-back log entries not yet uploaded.", lun...),
 		cacheUploaded: n("cache_uploaded_bytes_total", "Bytes uploaded from the write-back log.", lun...),
+		cacheTimeouts: n("cache_read_timeouts_total", "Reads that gave up on an unreachable store (answered BUSY).", lun...),
+		cacheOldest:   n("cache_oldest_pending_seconds", "Age of the oldest write-back log entry not yet uploaded.", lun...),
+		cacheWaiting:  n("cache_writers_waiting", "Writes waiting for room in a full write-back log.", lun...),
+		cacheUpFail:   n("cache_upload_failures_total", "Failed uploads to the store (retried).", lun...),
+		cacheFailing:  n("cache_store_failing", "1 while the store behind the cache does not answer.", lun...),
 
 		backendHealth: n("backend_health", "Backend health: 0 ok, 1 degraded, 2 unavailable.", "backend", "type"),
 
@@ -174,7 +189,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.d.volBackendR, c.d.volLive, c.d.volStored, c.d.volDirty, c.d.volMem, c.d.volGC, c.d.volGCMove,
 		c.d.volCkpt, c.d.volSnaps, c.d.volErr,
 		c.d.cacheHits, c.d.cacheMisses, c.d.cacheEvict, c.d.cacheLogUsed, c.d.cacheLogLimit, c.d.cachePending,
-		c.d.cacheUploaded, c.d.backendHealth, c.d.tSessions, c.d.tLogins, c.d.tCommands, c.d.tPDUs, c.d.tBytes,
+		c.d.cacheUploaded, c.d.cacheTimeouts, c.d.cacheOldest, c.d.cacheWaiting, c.d.cacheUpFail, c.d.cacheFailing,
+		c.d.backendHealth, c.d.tSessions, c.d.tLogins, c.d.tCommands, c.d.tPDUs, c.d.tBytes,
 		c.d.changes,
 	} {
 		ch <- d
@@ -246,6 +262,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.d.cacheLogLimit, float64(cs.LogBytesLimit), t, n)
 			gauge(c.d.cachePending, float64(cs.PendingUploads), t, n)
 			counter(c.d.cacheUploaded, float64(cs.UploadedBytes), t, n)
+			counter(c.d.cacheTimeouts, float64(cs.ReadTimeouts), t, n)
+			gauge(c.d.cacheOldest, cs.OldestPendingSecs, t, n)
+			gauge(c.d.cacheWaiting, float64(cs.WritersWaiting), t, n)
+			counter(c.d.cacheUpFail, float64(cs.UploadFailures), t, n)
+			gauge(c.d.cacheFailing, b2f(cs.StoreFailing), t, n)
 		}
 	}
 	for _, b := range s.Backends {

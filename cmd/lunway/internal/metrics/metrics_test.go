@@ -45,7 +45,8 @@ func sample() Snapshot {
 			{Target: "iqn.2026-11.dev.lunway:a", LUN: 0, Backend: "file", SizeBytes: 1 << 30, Health: blockdev.Healthy, SCSI: a},
 			{Target: "iqn.2026-11.dev.lunway:a", LUN: 1, Backend: "blockmap", SizeBytes: 2 << 30, Health: blockdev.Degraded,
 				Volume: &vol, Cache: &CacheStats{ReadHits: 11, ReadMisses: 2, ReadEvictions: 1, LogBytesUsed: 1 << 20,
-					LogBytesLimit: 4 << 30, PendingUploads: 3, UploadedBytes: 1 << 22}},
+					LogBytesLimit: 4 << 30, PendingUploads: 3, UploadedBytes: 1 << 22, ReadTimeouts: 4, OldestPendingSecs: 1.5,
+					WritersWaiting: 2, UploadFailures: 6, StoreFailing: true}},
 		},
 		Targets: []iscsi.TargetStats{
 			{Name: "", Sessions: 1, LoginsOK: 4},
