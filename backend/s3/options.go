@@ -53,6 +53,10 @@ type Options struct {
 
 	// CreateBucket creates the bucket at Open when it does not exist.
 	CreateBucket bool
+	// OpenUnreachable makes Open succeed while the service does not
+	// answer (a daemon starting during an outage); the bucket is then
+	// checked, and created, by CheckBucket.
+	OpenUnreachable bool
 
 	// PartSize is the multipart part size; objects larger than it are
 	// uploaded in parts. Between MinPartSize and MaxPartSize.

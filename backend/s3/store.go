@@ -149,14 +149,28 @@ func open(ctx context.Context, o Options, hc *awshttp.BuildableClient) (*Store, 
 		log:    o.Logger,
 	}
 	s.closeCtx, s.closeCancel = context.WithCancel(context.Background())
-	if err := s.checkBucket(ctx); err != nil {
+	if err := s.CheckBucket(ctx); err != nil {
+		if o.OpenUnreachable && errors.Is(err, backend.ErrUnavailable) {
+			s.log.Warn("s3: service unreachable at open; going on", "bucket", s.bucket, "err", err)
+			return s, nil
+		}
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// checkBucket makes sure the bucket exists and answers.
+// CheckBucket makes sure the bucket exists (creating it when
+// Options.CreateBucket is set) and answers. Open calls it.
+func (s *Store) CheckBucket(ctx context.Context) error {
+	ctx, done, err := s.begin(ctx, "head-bucket", s.bucket, false)
+	if err != nil {
+		return err
+	}
+	defer done()
+	return s.checkBucket(ctx)
+}
+
 func (s *Store) checkBucket(ctx context.Context) error {
 	err := s.do(ctx, "head-bucket", s.bucket, func(ctx context.Context) error {
 		_, err := s.c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket})

@@ -353,3 +353,26 @@ func TestCloseCancelsCalls(t *testing.T) {
 	}
 	srv.SetDown(s3test.Up)
 }
+
+// TestOpenUnreachable: with OpenUnreachable, Open succeeds while the
+// service is down and CheckBucket reports it; later the bucket is found.
+func TestOpenUnreachable(t *testing.T) {
+	srv := newServer(t, "b")
+	srv.SetDown(s3test.DownRefuse)
+	o := fastOptions(srv, "b")
+	if _, err := s3.Open(t.Context(), o); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("Open while down = %v; want ErrUnavailable", err)
+	}
+	o.OpenUnreachable = true
+	s := open(t, o)
+	if err := s.CheckBucket(t.Context()); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("CheckBucket while down = %v", err)
+	}
+	srv.SetDown(s3test.Up)
+	if err := s.CheckBucket(t.Context()); err != nil {
+		t.Fatalf("CheckBucket after recovery = %v", err)
+	}
+	if s.Health() != blockdev.Healthy {
+		t.Fatalf("Health = %v", s.Health())
+	}
+}

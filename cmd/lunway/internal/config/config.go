@@ -210,6 +210,10 @@ type S3 struct {
 	SecretKey       string `yaml:"secret_key,omitempty"`
 	CredentialsFile string `yaml:"credentials_file,omitempty"`
 	Profile         string `yaml:"profile,omitempty"`
+	// CreateBucket creates the bucket when it does not exist.
+	CreateBucket bool `yaml:"create_bucket,omitempty"`
+	// MaxRequests bounds the requests in flight (default 32).
+	MaxRequests int `yaml:"max_requests,omitempty"`
 }
 
 // Cache is a local write-back and read cache for a slow store.
@@ -219,6 +223,11 @@ type Cache struct {
 	ReadSize    Size     `yaml:"read_size,omitempty"`
 	MemReadSize Size     `yaml:"mem_read_size,omitempty"`
 	ReadTimeout Duration `yaml:"read_timeout,omitempty"`
+	// FullWait bounds how long a write waits for room in a full log.
+	FullWait Duration `yaml:"full_wait,omitempty"`
+	// UploadHold is how long a growing segment may wait for more appends
+	// before it is uploaded.
+	UploadHold Duration `yaml:"upload_hold,omitempty"`
 }
 
 // Default returns the embedded configuration: one target with one 1 GiB

@@ -205,6 +205,11 @@ func (d *Daemon) openVolume(ctx context.Context, cfg *config.Config, lc config.L
 	if err != nil {
 		return nil, err
 	}
+	vs, err := d.cacheHook(ctx, cfg, lc, store, release, field) // backends_s3.go
+	if err != nil {
+		return nil, err
+	}
+	store, release = vs.store, vs.release
 	opts := &blockmap.Options{Logger: d.log.With("volume", b.Volume)}
 	if b.SegmentSize != 0 {
 		opts.SegmentSize = int64(b.SegmentSize)
@@ -229,7 +234,7 @@ func (d *Daemon) openVolume(ctx context.Context, cfg *config.Config, lc config.L
 		release()
 		return nil, &config.FieldError{Field: field[:len(field)-len(".backend")] + ".size", Msg: err.Error()}
 	}
-	return &openedBackend{dev: vol, key: backendKey(cfg, lc), release: release}, nil
+	return vs.opened(vol, backendKey(cfg, lc)), nil
 }
 
 // backendKey identifies a LUN's backing across restarts without opening it
