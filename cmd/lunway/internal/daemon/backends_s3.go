@@ -113,6 +113,7 @@ func (vs *volumeStore) opened(vol *blockmap.Volume, key string) *openedBackend {
 	ob := &openedBackend{dev: vol, key: key, release: vs.release}
 	if vs.cache != nil {
 		ob.dev = &cachedVolume{Volume: vol, cache: vs.cache}
+		ob.cacheStats = cacheMetrics(vs.cache)
 	}
 	return ob
 }
