@@ -504,8 +504,21 @@ func (v *Volume) waitSealed(ctx context.Context, target uint64, kind format.Reco
 			return fmt.Errorf("blockmap: %s: segments left unwritten at shutdown: %w", v.name, errShutdown)
 		}
 		slices.SortFunc(pending, func(a, b *segWriter) int { return cmp.Compare(a.seq, b.seq) })
-		for _, w := range pending {
-			if err := v.writeSegment(ctx, w); err != nil {
+		// Each write is durable on its own (an fsync on a local store):
+		// overlap a few.
+		errs := make([]error, len(pending))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 4)
+		for i, w := range pending {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				errs[i] = v.writeSegment(ctx, w)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
 				return fmt.Errorf("blockmap: %s: writing segments: %w", v.name, err)
 			}
 		}
