@@ -251,6 +251,14 @@ targets: [{name: `+e2eIQN+`, luns: [{lun: 0, size: 128MiB, backend: `+backend+`}
 // is abandoned. It returns how many writes a completed flush covered.
 func writeStreamUntil(t *testing.T, d *proc, lun, n, every int, stop func(acked int) bool) int {
 	t.Helper()
+	flushed, _ := writeStream(t, d, lun, n, every, stop)
+	return flushed
+}
+
+// writeStream is writeStreamUntil that also returns qemu-io's output
+// other than acknowledgements and prompts.
+func writeStream(t *testing.T, d *proc, lun, n, every int, stop func(acked int) bool) (flushed int, other []string) {
+	t.Helper()
 	const bs = 16 << 10
 	url := d.url(d.ports[0], e2eIQN, lun)
 	cmd := exec.Command("stdbuf", "-oL", "qemu-io", "-f", "raw", url)
@@ -273,13 +281,14 @@ func writeStreamUntil(t *testing.T, d *proc, lun, n, every int, stop func(acked 
 	}()
 	sc := bufio.NewScanner(stdout)
 	stopped, acked := false, 0
-	var last []string
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.Contains(line, "wrote ") {
+		switch {
+		case strings.Contains(line, "wrote "):
 			acked++
-		} else {
-			last = append(last, line)
+		case strings.Contains(line, " ops; "), strings.TrimSpace(strings.ReplaceAll(line, "qemu-io>", "")) == "":
+		default:
+			other = append(other, line)
 		}
 		if !stopped && stop(acked) {
 			stopped = true
@@ -290,16 +299,16 @@ func writeStreamUntil(t *testing.T, d *proc, lun, n, every int, stop func(acked 
 	}
 	cmd.Wait()
 	if !stopped {
-		t.Fatalf("the write stream ended before it was stopped; %d acknowledged; other output:\n%s", acked, tail(strings.Join(last, "\n"), 2000))
+		t.Fatalf("the write stream ended before it was stopped; %d acknowledged; other output:\n%s", acked, tail(strings.Join(other, "\n"), 2000))
 	}
 	// qemu-io runs commands in order: write i's line appears after every
 	// earlier flush completed.
-	flushed := (acked - 1) / every * every
+	flushed = (acked - 1) / every * every
 	if flushed < every {
 		t.Fatalf("too few flushed writes (%d of %d acknowledged) to test anything", flushed, acked)
 	}
 	t.Logf("stopped after %d acknowledged writes; %d covered by a completed flush", acked, flushed)
-	return flushed
+	return flushed, other
 }
 
 // verifyStream checks the first n blocks writeStreamUntil wrote.
@@ -413,7 +422,10 @@ func privateCluster(t *testing.T) (cephCluster, string) {
 	cmd.Env = append(os.Environ(),
 		"CEPH_MON_V2_PORT="+strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT="+strconv.Itoa(freePort(t)),
 		"CEPH_PORT_MIN="+strconv.Itoa(base), "CEPH_PORT_MAX="+strconv.Itoa(base+60),
-		"CEPH_MEMSTORE_BYTES="+strconv.Itoa(1<<30), "CEPH_WITH_RGW=0", "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1")
+		"CEPH_MEMSTORE_BYTES="+strconv.Itoa(1<<30), "CEPH_WITH_RGW=0", "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",
+		// A stopped memstore OSD keeps its data only when it unmounts
+		// cleanly, which fast shutdown skips.
+		"CEPH_EXTRA_CONF=osd fast shutdown = false")
 	out, err := cmd.CombinedOutput()
 	t.Cleanup(func() {
 		exec.Command("bash", "../../deploy/dev/ceph-down.sh", dir, "--purge", "--fast").Run()
@@ -461,7 +473,7 @@ targets:
 		t.Run(fmt.Sprintf("lun%d", lun), func(t *testing.T) {
 			var outage chan struct{}
 			mark, ended := 0, 0
-			flushed := writeStreamUntil(t, d, lun, 2000, 16, func(acked int) bool {
+			flushed, other := writeStream(t, d, lun, 2000, 16, func(acked int) bool {
 				switch {
 				case acked == 300 && outage == nil:
 					mark = len(d.logs())
@@ -481,6 +493,20 @@ targets:
 			if ended != 0 {
 				t.Errorf("%d sessions ended during the outage:\n%s", ended, tail(d.logs()[mark:], 4000))
 			}
+			// The initiator saw BUSY (the outage outlasted op_timeout) and
+			// nothing else.
+			busy := 0
+			for _, l := range other {
+				if strings.Contains(l, ": BUSY") {
+					busy++
+				} else {
+					t.Errorf("qemu-io: %s", l)
+				}
+			}
+			if busy == 0 {
+				t.Errorf("no BUSY during an outage longer than op_timeout")
+			}
+			t.Logf("%d BUSY retries during the outage", busy)
 			verifyStream(t, d, lun, flushed)
 		})
 	}
