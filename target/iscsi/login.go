@@ -515,6 +515,9 @@ func (ls *loginState) finish() error {
 		if errors.Is(err, errTooManySessions) {
 			return loginFail(pdu.LoginOutOfResources, "too many sessions")
 		}
+		if errors.Is(err, errTargetReplaced) {
+			return loginFail(pdu.LoginTargetRemoved, "target removed during login")
+		}
 		return loginFail(pdu.LoginServiceUnavailable, "%v", err)
 	}
 	if ls.target != nil {

@@ -463,6 +463,12 @@ func (s *Server) registerSession(c *conn) (uint16, error) {
 	if s.mu.closed || s.shutdown.Load() {
 		return 0, ErrServerClosed
 	}
+	// UpdateTarget and RemoveTarget replace entries under s.mu; a login
+	// that looked its target up before one of them must not register on
+	// the stale entry (RemoveTarget would then miss its session).
+	if t := c.targetEntry(); t != nil && s.mu.targets[t.key] != t {
+		return 0, errTargetReplaced
+	}
 	if len(s.mu.sessions) >= s.opts.MaxSessions {
 		return 0, errTooManySessions
 	}
@@ -487,7 +493,10 @@ func (s *Server) registerSession(c *conn) (uint16, error) {
 	return c.sess.tsih, nil
 }
 
-var errTooManySessions = errors.New("iscsi: too many sessions")
+var (
+	errTooManySessions = errors.New("iscsi: too many sessions")
+	errTargetReplaced  = errors.New("iscsi: target removed or changed during login")
+)
 
 // sessionByTSIH reports whether a session with tsih exists.
 func (s *Server) sessionByTSIH(tsih uint16) bool {
