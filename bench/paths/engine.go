@@ -56,8 +56,8 @@ type Workload struct {
 
 // Standard returns the workloads of the I/O path benchmark, each running
 // for d: 4 KiB random read and write at queue depth 1 and 32, 64 KiB
-// random 70/30 read/write at queue depth 8, 1 MiB sequential write and
-// read at queue depth 4, and a journal: 4 KiB sequential writes in a 16 MiB
+// random 70/30 read/write at queue depth 8, 1 MiB sequential read and
+// write at queue depth 4, and a journal: 4 KiB sequential writes in a 16 MiB
 // log, each followed by a flush (a filesystem journal or database log
 // committing every transaction).
 //
@@ -65,17 +65,20 @@ type Workload struct {
 // writes at queue depth 4, bounded by 10 minutes): it measures first
 // writes, which allocate every thin layer (blockmap extents, VMDK grains,
 // qcow2 clusters, filesystem extents), and leaves written data for the
-// reads and overwrites after it. It must stay first.
+// reads and overwrites after it. It must stay first. The pure reads come
+// next, so that every path reads the same sequentially written layout;
+// random overwrites, whose count differs between paths as their speeds
+// do, fragment log-structured and image layers only after that.
 func Standard(d time.Duration) []Workload {
 	return []Workload{
 		FillWorkload(),
 		{Name: "randread-4k-qd1", BlockSize: 4 << 10, QueueDepth: 1, Random: true, ReadPercent: 100, Duration: d},
 		{Name: "randread-4k-qd32", BlockSize: 4 << 10, QueueDepth: 32, Random: true, ReadPercent: 100, Duration: d},
+		{Name: "seqread-1m-qd4", BlockSize: 1 << 20, QueueDepth: 4, ReadPercent: 100, Duration: d},
 		{Name: "randwrite-4k-qd1", BlockSize: 4 << 10, QueueDepth: 1, Random: true, Duration: d},
 		{Name: "randwrite-4k-qd32", BlockSize: 4 << 10, QueueDepth: 32, Random: true, Duration: d},
 		{Name: "mixed70-64k-qd8", BlockSize: 64 << 10, QueueDepth: 8, Random: true, ReadPercent: 70, Duration: d},
 		{Name: "seqwrite-1m-qd4", BlockSize: 1 << 20, QueueDepth: 4, Duration: d},
-		{Name: "seqread-1m-qd4", BlockSize: 1 << 20, QueueDepth: 4, ReadPercent: 100, Duration: d},
 		{Name: "journal-4k-flush", BlockSize: 4 << 10, QueueDepth: 1, FlushEvery: 1, RegionBytes: 16 << 20, Duration: d},
 	}
 }

@@ -232,7 +232,9 @@ func (r *Report) Markdown(chartPrefix string) string {
 	}
 	b.WriteString("\n")
 	if chartPrefix != "" {
-		fmt.Fprintf(&b, "![IOPS by path and workload](%siops.svg)\n\n![I/O amplification by path](%samplification.svg)\n\n", chartPrefix, chartPrefix)
+		fmt.Fprintf(&b, "![SCSI commands per guest operation by path](%samplification.svg)\n\n"+
+			"![Backend writes per guest write by path](%sbackend-writes.svg)\n\n![IOPS by path and workload](%siops.svg)\n\n",
+			chartPrefix, chartPrefix, chartPrefix)
 	}
 
 	for _, w := range r.Workloads {
@@ -300,25 +302,31 @@ func oneLine(s string) string {
 	return s
 }
 
-// Charts returns the report's two charts as SVG documents: IOPS by
-// workload and path (log scale), and SAN commands per guest operation by
-// workload and counted path.
-func (r *Report) Charts() (iops, amp []byte) {
+// Charts returns the report's charts as SVG documents: IOPS by workload
+// and path (log scale); SCSI commands at the LUN per guest operation by
+// workload and counted path; and backend write operations per guest write
+// for the workloads that write (log scale).
+func (r *Report) Charts() (iops, amp, backend []byte) {
 	rows := r.Summary()
-	var groups []string
+	var groups, writeGroups []string
 	for _, w := range r.Workloads {
 		groups = append(groups, w.Name)
+		if w.ReadPercent < 100 {
+			writeGroups = append(writeGroups, w.Name)
+		}
 	}
 	ic := Chart{Title: "IOPS by workload and path (median, log scale)", Unit: "IOPS", Log: true, Groups: groups}
 	ac := Chart{Title: "SCSI commands at the LUN per guest operation (median)", Unit: "commands per guest op", Groups: groups}
+	bc := Chart{Title: "Backend write operations per guest write (median, log scale)", Unit: "backend writes per guest write", Log: true, Groups: writeGroups}
 	for _, p := range r.Paths {
 		ic.Series = append(ic.Series, p.Name)
 		if p.Counted {
 			ac.Series = append(ac.Series, p.Name)
+			bc.Series = append(bc.Series, p.Name)
 		}
 	}
 	for _, w := range r.Workloads {
-		var iv, av []float64
+		var iv, av, bv []float64
 		for _, p := range r.Paths {
 			row, _ := find(rows, p.Name, w.Name)
 			v := math.NaN()
@@ -327,15 +335,18 @@ func (r *Report) Charts() (iops, amp []byte) {
 			}
 			iv = append(iv, v)
 			if p.Counted {
-				a := math.NaN()
+				a, b := math.NaN(), math.NaN()
 				if row.Runs > 0 && row.Amp != nil {
-					a = row.Amp.SANCmdsPerOp
+					a, b = row.Amp.SANCmdsPerOp, row.Amp.BackendWritesPerWrite
 				}
-				av = append(av, a)
+				av, bv = append(av, a), append(bv, b)
 			}
 		}
 		ic.Values = append(ic.Values, iv)
 		ac.Values = append(ac.Values, av)
+		if w.ReadPercent < 100 {
+			bc.Values = append(bc.Values, bv)
+		}
 	}
-	return ic.SVG(), ac.SVG()
+	return ic.SVG(), ac.SVG(), bc.SVG()
 }

@@ -166,11 +166,13 @@ func wellFormed(t *testing.T, b []byte) {
 }
 
 func TestChartsGolden(t *testing.T) {
-	iops, amp := sampleReport().Charts()
-	wellFormed(t, iops)
-	wellFormed(t, amp)
+	iops, amp, backend := sampleReport().Charts()
+	for _, c := range [][]byte{iops, amp, backend} {
+		wellFormed(t, c)
+	}
 	golden(t, "iops.svg", iops)
 	golden(t, "amplification.svg", amp)
+	golden(t, "backend-writes.svg", backend)
 }
 
 func TestChartEdges(t *testing.T) {

@@ -111,9 +111,6 @@ func (c Chart) SVG() []byte {
 	bottom := height - 30
 	for _, t := range ticks {
 		x := float64(chartLabelW) + scale(t)
-		if c.Log && t < 1 && t != 0 {
-			continue
-		}
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/><text x="%.1f" y="%d" text-anchor="middle" fill="#555">%s</text>`+"\n",
 			x, plotTop-4, x, bottom, x, bottom+14, esc(num(t)))
 	}

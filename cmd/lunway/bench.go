@@ -97,7 +97,7 @@ func newBenchPathsCmd() *cobra.Command {
 		rounds            int
 		workDir, guestDir string
 		outDir, output    string
-		chartPrefix       string
+		chartPrefix, from string
 		keep              bool
 	)
 	cmd := &cobra.Command{
@@ -113,7 +113,8 @@ counters, the SCSI commands and backend operations per guest operation.
 Lunway runs in-process on 127.0.0.1; tgtd, qemu-nbd and qemu-system-x86_64 are
 started and stopped by the command. The guest's kernel and initramfs come from
 bench/paths/guest/build.sh (--guest-dir). --out writes report.json, report.md,
-iops.svg and amplification.svg.`,
+iops.svg, amplification.svg and backend-writes.svg. --from re-renders an earlier
+report.json without measuring.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageError{fmt.Errorf("bench paths takes no arguments, got %q", args)}
@@ -121,6 +122,18 @@ iops.svg and amplification.svg.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				// Render a saved report again (new tables, charts).
+				data, err := os.ReadFile(from)
+				if err != nil {
+					return err
+				}
+				var rep paths.Report
+				if err := json.Unmarshal(data, &rep); err != nil {
+					return usageError{fmt.Errorf("--from %s: %w", from, err)}
+				}
+				return showPathsReport(&rep, outDir, chartPrefix, output)
+			}
 			cfg := paths.Config{Rounds: rounds, GuestDir: guestDir, KeepWork: keep, Progress: os.Stderr}
 			var err error
 			if cfg.SizeBytes, err = parseSizeFlag(size); err != nil {
@@ -153,22 +166,8 @@ iops.svg and amplification.svg.`,
 			if errors.Is(err, paths.ErrConfig) || errors.Is(err, paths.ErrWorkload) {
 				return usageError{err}
 			}
-			if rep != nil && outDir != "" {
-				if werr := writePathsReport(outDir, rep, chartPrefix); werr != nil {
-					err = errors.Join(err, werr)
-				}
-			}
 			if rep != nil {
-				switch output {
-				case "json":
-					enc := json.NewEncoder(os.Stdout)
-					enc.SetIndent("", "  ")
-					err = errors.Join(err, enc.Encode(rep))
-				case "markdown":
-					fmt.Print(rep.Markdown(""))
-				default:
-					fmt.Print(rep.Text())
-				}
+				err = errors.Join(err, showPathsReport(rep, outDir, chartPrefix, output))
 			}
 			return err
 		},
@@ -185,6 +184,7 @@ iops.svg and amplification.svg.`,
 	f.StringVar(&outDir, "out", "", "write report.json, report.md and the SVG charts here")
 	f.StringVarP(&output, "output", "o", "table", "table, markdown or json")
 	f.StringVar(&chartPrefix, "chart-prefix", "", "path prefix of the charts as report.md links them (e.g. perf/paths-)")
+	f.StringVar(&from, "from", "", "do not measure: render the report.json of an earlier run")
 	f.BoolVar(&keep, "keep", false, "keep each round's work directory (logs, images)")
 	return cmd
 }
@@ -217,6 +217,26 @@ func defaultGuestDir() string {
 	return filepath.Join(os.TempDir(), "lunway-bench", "guest")
 }
 
+// showPathsReport writes the report's files to outDir (when set) and
+// prints it as output says.
+func showPathsReport(rep *paths.Report, outDir, chartPrefix, output string) error {
+	var err error
+	if outDir != "" {
+		err = writePathsReport(outDir, rep, chartPrefix)
+	}
+	switch output {
+	case "json":
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = errors.Join(err, enc.Encode(rep))
+	case "markdown":
+		fmt.Print(rep.Markdown(chartPrefix))
+	default:
+		fmt.Print(rep.Text())
+	}
+	return err
+}
+
 // writePathsReport writes the report's JSON, Markdown and charts to dir.
 func writePathsReport(dir string, rep *paths.Report, chartPrefix string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -226,12 +246,13 @@ func writePathsReport(dir string, rep *paths.Report, chartPrefix string) error {
 	if err != nil {
 		return err
 	}
-	iops, amp := rep.Charts()
+	iops, amp, backend := rep.Charts()
 	return errors.Join(
 		os.WriteFile(filepath.Join(dir, "report.json"), append(js, '\n'), 0o644),
 		os.WriteFile(filepath.Join(dir, "report.md"), []byte(rep.Markdown(chartPrefix)), 0o644),
 		os.WriteFile(filepath.Join(dir, "iops.svg"), iops, 0o644),
 		os.WriteFile(filepath.Join(dir, "amplification.svg"), amp, 0o644),
+		os.WriteFile(filepath.Join(dir, "backend-writes.svg"), backend, 0o644),
 	)
 }
 
