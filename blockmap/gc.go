@@ -198,6 +198,17 @@ func (v *Volume) compact(ctx context.Context, seq uint64, size int64, unthrottle
 			return 0, err
 		}
 	}
+	// Hold the current view: a checkpoint may free this segment while we
+	// read it, and reclaim then waits for us.
+	v.mu.RLock()
+	view := v.mu.view
+	view.refs.Add(1)
+	_, known := v.mu.segs[seq]
+	v.mu.RUnlock()
+	defer view.release()
+	if !known {
+		return 0, nil // freed since it was picked
+	}
 	b, err := v.readSegment(ctx, 0, seq, size)
 	if err != nil {
 		return 0, err
@@ -301,7 +312,10 @@ func clip(pieces []piece, lo, hi uint64, blockSize uint32) []piece {
 func (v *Volume) markPage(ctx context.Context, level uint8, index uint64, at loc) error {
 	v.mu.RLock()
 	base := v.mu.base
+	view := v.mu.view // pins the pages of base while we descend
+	view.refs.Add(1)
 	v.mu.RUnlock()
+	defer view.release()
 	ref, ok, err := v.nodeRef(ctx, base, level, index)
 	if err != nil || !ok {
 		return err
