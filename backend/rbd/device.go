@@ -74,6 +74,7 @@ type Device struct {
 	writeGen, flushedGen atomic.Uint64
 
 	lastOK, lastFail atomic.Int64 // unix nanoseconds of the last result of each kind
+	lastWarn         atomic.Int64
 	stats            struct {
 		reads, writes, flushes, zeroes, statuses, errors, timeouts atomic.Int64
 		readBytes, writeBytes                                      atomic.Int64
@@ -384,8 +385,16 @@ func (d *Device) do(ctx context.Context, op string, kind int, off, n int64, data
 func (d *Device) fail(op string, off, n int64, e syscall.Errno) error {
 	d.stats.errors.Add(1)
 	err := &Error{Op: op, Off: off, Len: n, Errno: e}
-	if !rados.Transient(e) {
-		d.opts.Logger.Warn("rbd request failed", "image", d.opts.imageSpec(), "err", err)
+	if Sentinel(e) != blockdev.ErrUnavailable {
+		// At most one warning a second, however many requests fail.
+		now := time.Now().UnixNano()
+		if last := d.lastWarn.Load(); now-last >= int64(time.Second) && d.lastWarn.CompareAndSwap(last, now) {
+			msg := "rbd request failed"
+			if e == syscall.ESHUTDOWN {
+				msg = "rbd request failed: this client is blocklisted (another client broke its lock, or an operator fenced it); reopen the LUN"
+			}
+			d.opts.Logger.Warn(msg, "image", d.opts.imageSpec(), "err", err)
+		}
 	}
 	return err
 }

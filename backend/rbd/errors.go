@@ -1,7 +1,6 @@
 package rbd
 
 import (
-	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -44,8 +43,13 @@ func (e *Error) Unwrap() []error {
 // trouble and timeouts (rados.Transient) are blockdev.ErrUnavailable,
 // ENOSPC and EDQUOT blockdev.ErrNoSpace, EROFS blockdev.ErrReadOnly;
 // anything else has no sentinel (the SCSI layer reports a hardware error).
+// ESHUTDOWN (this client was blocklisted: another gateway broke its lock,
+// or an operator fenced it) is not transient for a device: retrying on
+// this connection can never succeed, and the initiator should fail over.
 func Sentinel(errno syscall.Errno) error {
 	switch {
+	case errno == syscall.ESHUTDOWN:
+		return nil
 	case rados.Transient(errno):
 		return blockdev.ErrUnavailable
 	case errno == syscall.ENOSPC || errno == syscall.EDQUOT:
@@ -61,5 +65,3 @@ func timeoutError(op string, off, n int64, d time.Duration) error {
 	return fmt.Errorf("rbd %s %d+%d: no answer from the cluster within %v: %w", op, off, n, d, ErrTimeout)
 }
 
-// isTransient reports whether err is a failure worth retrying.
-func isTransient(err error) bool { return errors.Is(err, blockdev.ErrUnavailable) }

@@ -1,8 +1,12 @@
 package rbd
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lunway/lunway/blockdev"
 )
@@ -93,4 +97,32 @@ func FuzzExtents(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSentinel(t *testing.T) {
+	tests := []struct {
+		errno syscall.Errno
+		want  error
+	}{
+		{syscall.ETIMEDOUT, blockdev.ErrUnavailable},
+		{syscall.ENOTCONN, blockdev.ErrUnavailable},
+		{syscall.ESHUTDOWN, nil},
+		{syscall.ENOSPC, blockdev.ErrNoSpace},
+		{syscall.EDQUOT, blockdev.ErrNoSpace},
+		{syscall.EROFS, blockdev.ErrReadOnly},
+		{syscall.EIO, nil},
+		{syscall.ENOENT, nil},
+	}
+	for _, tt := range tests {
+		if got := Sentinel(tt.errno); got != tt.want {
+			t.Errorf("Sentinel(%v) = %v, want %v", tt.errno, got, tt.want)
+		}
+		err := fmt.Errorf("x: %w", &Error{Op: "write", Off: 512, Len: 4096, Errno: tt.errno})
+		if !errors.Is(err, tt.errno) || tt.want != nil && !errors.Is(err, tt.want) {
+			t.Errorf("%v does not unwrap to %v and %v", err, tt.errno, tt.want)
+		}
+	}
+	if !errors.Is(timeoutError("read", 0, 512, time.Second), blockdev.ErrUnavailable) {
+		t.Error("timeout is not ErrUnavailable")
+	}
 }

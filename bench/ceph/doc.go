@@ -1,0 +1,14 @@
+// Command ceph is the helper of bench/ceph/run.sh, the Ceph benchmark:
+// the librbd ceiling (`rbd bench`) against a Lunway LUN on an RBD image, a
+// Lunway LUN on a blockmap volume in RADOS and Debian's tgt with its rbd
+// backing store, on one cluster in one run.
+//
+//	ceph librbd -c CONF -k KEYRING -image POOL/IMAGE -duration 10s > run.json
+//	ceph report librbd=a.json,b.json lunway-rbd=c.json,d.json ...
+//
+// `librbd` runs `rbd bench` for each of bench.Standard's workloads (the ones
+// `lunway bench` runs over iSCSI) for the given duration and writes the
+// results as `lunway bench -o json` does. `report` takes the median of
+// each workload over the runs of every label and prints a Markdown table
+// of IOPS with each label's ratio to the first (the ceiling).
+package main

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# run.sh - the Ceph benchmark: librbd directly (`rbd bench`, the ceiling), a Lunway LUN on
+# an RBD image, a Lunway LUN on a blockmap volume in RADOS, and Debian's tgt with its rbd
+# backing store, on one throwaway cluster in one run.
+#
+# Workloads (bench.Standard, what `lunway bench` runs over iSCSI): 4 KiB random read and
+# write at queue depth 1 and 32, 1 MiB sequential read and write at queue depth 8. librbd
+# runs the same shapes with `rbd bench --io-threads QD`. The three iSCSI targets are
+# measured with `lunway bench` (the Go initiator) and never run at the same time; the RBD
+# image is shared by librbd, the Lunway RBD LUN and tgt (prefilled once, so reads hit data).
+# Each round runs every target once; after ROUNDS rounds it prints medians and every
+# target's IOPS as a share of librbd's (OUT/report.md).
+#
+# Usage: bench/ceph/run.sh [OUT_DIR]
+# Knobs: ROUNDS=3 DURATION=10s SIZE_MIB=1024
+#        CEPH_ENV=DIR/env  use a running cluster (ceph-up.sh's env) instead of a private one
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+OUT=${1:-bench/out/ceph}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+SIZE_MIB=${SIZE_MIB:-1024}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+LPORT=$(free_port)
+TPORT=$(free_port)
+TCTL=$((20000 + TPORT % 10000))   # tgtd's own control socket, never another tgtd's
+IQN=iqn.2026-11.dev.lunway:cephbench
+TIQN=iqn.2026-11.dev.lunway:tgtrbd
+log() { echo "== $(date +%T) $*" >&2; }
+command -v tgtd >/dev/null || { echo "tgtd missing: apt-get install tgt tgt-rbd" >&2; exit 1; }
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+log "building"
+go build -tags ceph,pacific -o "$OUT/lunway" ./cmd/lunway
+go build -o "$OUT/cephbench" ./bench/ceph
+
+CLUSTER=
+LPID=; TPID=
+cleanup() {
+  [[ -n "$LPID" ]] && kill "$LPID" 2>/dev/null || true
+  [[ -n "$TPID" ]] && kill "$TPID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [[ -n "$CLUSTER" ]]; then
+    bash "$ROOT/deploy/dev/ceph-down.sh" "$CLUSTER" --purge --fast >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+if [[ -n "${CEPH_ENV:-}" ]]; then
+  # shellcheck disable=SC1090
+  source "$CEPH_ENV"
+else
+  CLUSTER="$OUT/cluster"
+  base=$((22000 + RANDOM % 80 * 100))
+  log "starting a private cluster in $CLUSTER"
+  CEPH_MON_V2_PORT=$(free_port) CEPH_MON_V1_PORT=$(free_port) CEPH_PORT_MIN=$base CEPH_PORT_MAX=$((base + 60)) \
+    CEPH_MEMSTORE_BYTES=$((4 << 30)) CEPH_NO_INSTALL=1 \
+    bash deploy/dev/ceph-up.sh "$CLUSTER" >"$OUT/ceph-up.log" 2>&1 || { tail "$OUT/ceph-up.log" >&2; exit 1; }
+  # shellcheck disable=SC1091
+  source "$CLUSTER/env"
+fi
+CONF=$CEPH_CONF; KEYRING=$CEPH_KEYRING; POOL=$CEPH_POOL
+IMAGE=lw-bench-$$
+NS=lw-bench-$$
+R() { rbd -c "$CONF" --keyring "$KEYRING" "$@"; }
+
+log "creating and prefilling $POOL/$IMAGE (${SIZE_MIB} MiB)"
+R create --size "$SIZE_MIB" "$POOL/$IMAGE"
+R bench --io-type write --io-size 1M --io-threads 8 --io-pattern seq --io-total "${SIZE_MIB}M" "$POOL/$IMAGE" >/dev/null
+
+cat >"$OUT/lunway.yaml" <<YAML
+data_dir: $OUT/data
+log: {level: warn}
+portal_groups: [{tag: 1, listen: ["127.0.0.1:$LPORT"]}]
+targets:
+  - name: $IQN
+    luns:
+      - {lun: 0, backend: {type: rbd, image: $IMAGE, ceph: {conf_file: $CONF, keyring: $KEYRING, pool: $POOL}}}
+      - {lun: 1, size: ${SIZE_MIB}MiB, backend: {type: blockmap, volume: bench, store: {type: rados, ceph: {conf_file: $CONF, keyring: $KEYRING, pool: $POOL, namespace: $NS}}}}
+YAML
+rm -rf "$OUT/data"
+
+wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+start_lunway() {
+  "$OUT/lunway" serve --config "$OUT/lunway.yaml" >>"$OUT/lunway.log" 2>&1 & LPID=$!
+  wait_port "$LPORT" && kill -0 "$LPID" || { echo "lunway did not start: $(tail -2 "$OUT/lunway.log")" >&2; exit 1; }
+}
+stop_lunway() { kill "$LPID"; wait "$LPID" || true; LPID=; }
+start_tgt() {
+  tgtd -f -C "$TCTL" --iscsi "portal=127.0.0.1:$TPORT" >>"$OUT/tgtd.log" 2>&1 & TPID=$!
+  for _ in $(seq 100); do tgtadm -C "$TCTL" --lld iscsi --op show --mode target >/dev/null 2>&1 && break; sleep 0.1; done
+  tgtadm -C "$TCTL" --lld iscsi --op new --mode target --tid 1 -T "$TIQN"
+  tgtadm -C "$TCTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 --bstype rbd \
+    --backing-store "$POOL/$IMAGE" --bsopts "conf=$CONF"
+  tgtadm -C "$TCTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
+  wait_port "$TPORT" && kill -0 "$TPID" || { echo "tgtd did not start: $(tail -2 "$OUT/tgtd.log")" >&2; exit 1; }
+}
+stop_tgt() { kill "$TPID"; wait "$TPID" || true; TPID=; }
+lbench() { "$OUT/lunway" bench -o json --duration "$DURATION" "$@"; }
+
+log "prefilling the RADOS volume"
+start_lunway
+"$OUT/lunway" bench --prefill --duration 1ms --workloads none "iscsi://127.0.0.1:$LPORT/$IQN/1" >/dev/null
+stop_lunway
+
+A=(); B=(); C=(); D=()
+for r in $(seq "$ROUNDS"); do
+  log "round $r: librbd (rbd bench)"
+  "$OUT/cephbench" librbd -c "$CONF" -k "$KEYRING" -image "$POOL/$IMAGE" -duration "$DURATION" >"$OUT/librbd-$r.json"
+  A+=("$OUT/librbd-$r.json")
+  log "round $r: lunway, RBD LUN and RADOS volume LUN"
+  start_lunway
+  lbench "iscsi://127.0.0.1:$LPORT/$IQN/0" >"$OUT/lunway-rbd-$r.json"
+  lbench "iscsi://127.0.0.1:$LPORT/$IQN/1" >"$OUT/lunway-rados-$r.json"
+  stop_lunway
+  B+=("$OUT/lunway-rbd-$r.json"); C+=("$OUT/lunway-rados-$r.json")
+  log "round $r: tgt (bs_rbd)"
+  start_tgt
+  lbench "iscsi://127.0.0.1:$TPORT/$TIQN/1" >"$OUT/tgt-rbd-$r.json"
+  stop_tgt
+  D+=("$OUT/tgt-rbd-$r.json")
+done
+
+{
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+  echo "Ceph: $(ceph --version | cut -d' ' -f3-5), one memstore OSD, pool size 1; image ${SIZE_MIB} MiB, 4 MiB objects, default features"
+  echo "Each workload runs $DURATION; $ROUNDS rounds, interleaved (librbd, Lunway, tgt)."
+  echo
+  IFS=,
+  "$OUT/cephbench" report "librbd=${A[*]}" "lunway-rbd=${B[*]}" "lunway-rados=${C[*]}" "tgt-rbd=${D[*]}"
+} | tee "$OUT/report.md"
+R rm "$POOL/$IMAGE" >/dev/null 2>&1 || true
+rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" ls 2>/dev/null |
+  while read -r obj; do rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" rm "$obj"; done
