@@ -63,8 +63,8 @@ func (v *Volume) checkpointer(ctx context.Context) {
 // commits a new checkpoint root, so that reopening replays nothing. It
 // also makes all data written so far durable.
 func (v *Volume) Checkpoint(ctx context.Context) error {
-	if v.readOnly {
-		return nil
+	if err := ctx.Err(); err != nil || v.readOnly {
+		return err
 	}
 	if err := v.checkpoint(ctx, true); err != nil {
 		return err

@@ -32,6 +32,9 @@ func (v *Volume) Snapshot(ctx context.Context, name string) error {
 	if v.readOnly {
 		return fmt.Errorf("blockmap: snapshot %s@%s: %w", v.name, name, blockdev.ErrReadOnly)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
 	v.mu.RLock()
@@ -323,6 +326,9 @@ func (v *Volume) Describe() VolumeInfo {
 func (v *Volume) Resize(ctx context.Context, sizeBytes int64) error {
 	if v.readOnly {
 		return blockdev.ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if sizeBytes < 0 || sizeBytes%int64(v.bs) != 0 || uint64(sizeBytes)/uint64(v.bs) > format.MaxLBA {
 		return fmt.Errorf("blockmap: resize %s to %d: %w", v.name, sizeBytes, blockdev.ErrUnaligned)

@@ -603,8 +603,8 @@ func (v *Volume) Flush(ctx context.Context) error {
 	if closed {
 		return blockdev.ErrClosed
 	}
-	if v.readOnly {
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || v.readOnly {
+		return err
 	}
 	v.stats.flushes.Add(1)
 	return v.flushData(ctx)
