@@ -718,6 +718,13 @@ func (d *Device) Close() error {
 		close(d.pollStop)
 		<-d.pollDone
 	}
+	// Requests whose callers stopped waiting may still be in flight: give
+	// them the time librados gives them before closing the image under
+	// them (rbd_close waits for them too).
+	deadline := time.Now().Add(d.opts.IOTimeout + 5*time.Second)
+	for len(d.free) < cap(d.free) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	var errs []error
 	if !d.opts.ReadOnly && d.writeGen.Load() != d.flushedGen.Load() {
 		if e := d.img.flush(); e != 0 {
