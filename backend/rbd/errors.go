@@ -64,4 +64,3 @@ func Sentinel(errno syscall.Errno) error {
 func timeoutError(op string, off, n int64, d time.Duration) error {
 	return fmt.Errorf("rbd %s %d+%d: no answer from the cluster within %v: %w", op, off, n, d, ErrTimeout)
 }
-
