@@ -21,7 +21,7 @@ type Chart struct {
 	Values [][]float64
 }
 
-// palette has one colour per series (repeated beyond its length).
+// palette has one colour per series (repeated beyond its length). Never written.
 var palette = [...]string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
 
 // Chart geometry, in pixels.
