@@ -253,6 +253,8 @@ func (c *Cache) putDirect(ctx context.Context, name string, data []byte) error {
 	if err := c.drain(ctx); err != nil {
 		return fmt.Errorf("cache: put %q: waiting for the log to drain: %w", name, err)
 	}
+	c.rc.beginChange(name)
+	defer c.rc.endChange(name)
 	// Retry an unavailable store as long as a full log would wait.
 	wctx, cancel := context.WithTimeout(ctx, c.opts.FullWait)
 	defer cancel()
@@ -272,7 +274,6 @@ func (c *Cache) putDirect(ctx context.Context, name string, data []byte) error {
 		}
 		delay = min(2*delay, c.opts.RetryMaxDelay)
 	}
-	c.rc.invalidate(name)
 	if err != nil {
 		return fmt.Errorf("cache: put %q (%d bytes, past the log): %w", name, len(data), err)
 	}

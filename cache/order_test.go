@@ -112,7 +112,9 @@ func workload(t testing.TB, s *cache.Cache, h *history, rng *rand.Rand, n int) e
 				if l > 0 && off+l > len(o) {
 					o = append(o, make([]byte, off+l-len(o))...)
 				}
-				copy(o[off:], p)
+				if l > 0 {
+					copy(o[off:], p)
+				}
 				m[name] = o
 			})
 			err = s.WriteAt(ctx, name, p, int64(off))

@@ -430,17 +430,21 @@ func TestUploadHold(t *testing.T) {
 	c := openCache(t, inner, o)
 	ctx := t.Context()
 	const appends = 200
+	start := time.Now()
 	for i := range appends {
 		if err := c.WriteAt(ctx, "seg", fill(4608, byte(i)), int64(i)*4608); err != nil {
 			t.Fatal(err)
 		}
 	}
+	elapsed := time.Since(start)
 	if err := c.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// About one upload per hold period while the appends go on, plus the
+	// one Drain forces.
 	puts := inner.Stats().Calls[fault.OpPut]
-	if puts > 10 {
-		t.Fatalf("%d uploads for %d appends", puts, appends)
+	if limit := int64(elapsed/o.UploadHold) + 3; puts > limit || puts > appends/4 {
+		t.Fatalf("%d uploads for %d appends in %v (hold %v)", puts, appends, elapsed, o.UploadHold)
 	}
 	got := make([]byte, appends*4608)
 	if _, err := inner.Inner().ReadAt(ctx, "seg", got, 0); err != nil {

@@ -43,13 +43,16 @@ type wspan struct {
 // only ever appended to or replaced, so a reader may keep the slice it
 // saw (a view) without copying.
 type objState struct {
-	lastSeq  uint64
-	base     baseKind
-	baseSeq  uint64 // the record that set base (0 for baseInner)
-	put      span   // basePut
-	writes   []wspan
-	end      int64 // the object's size, or for baseInner a lower bound
-	unixNano int64
+	lastSeq uint64
+	base    baseKind
+	baseSeq uint64 // the record that set base (0 for baseInner)
+	put     span   // basePut
+	writes  []wspan
+	end     int64 // the object's size, or for baseInner a lower bound
+	// innerSize is, for baseInner, the store's size of the object when
+	// known (the uploader just wrote it), else -1.
+	innerSize int64
+	unixNano  int64
 }
 
 func (st *objState) exists() bool { return st.base != baseEmpty || len(st.writes) > 0 }
@@ -58,7 +61,7 @@ func (st *objState) exists() bool { return st.base != baseEmpty || len(st.writes
 func (c *Cache) indexLocked(r *rec) {
 	st := c.mu.objs[r.name]
 	if st == nil {
-		st = &objState{}
+		st = &objState{innerSize: -1}
 		c.mu.objs[r.name] = st
 	}
 	st.lastSeq, st.unixNano = r.seq, r.unixNano
@@ -76,8 +79,9 @@ func (c *Cache) indexLocked(r *rec) {
 }
 
 // pruneLocked drops from the overlay what the store now holds (records up
-// to applied); an object with nothing pending leaves the overlay.
-func (c *Cache) pruneLocked(name string, applied uint64) {
+// to applied; size is the object's size in the store now, -1 when not
+// known); an object with nothing pending leaves the overlay.
+func (c *Cache) pruneLocked(name string, applied uint64, size int64) {
 	st := c.mu.objs[name]
 	if st == nil {
 		return
@@ -88,6 +92,9 @@ func (c *Cache) pruneLocked(name string, applied uint64) {
 	}
 	if st.baseSeq != 0 && st.baseSeq <= applied {
 		st.base, st.baseSeq, st.put = baseInner, 0, span{}
+	}
+	if st.base == baseInner {
+		st.innerSize = size
 	}
 	i := 0
 	for i < len(st.writes) && st.writes[i].seq <= applied {
@@ -186,6 +193,12 @@ func (c *Cache) sizeOf(ctx context.Context, name string, v *view, off, n int64) 
 	}
 	if n > 0 && covered(v.writes, off, n) {
 		return max(v.end, off+n), nil
+	}
+	if v.innerSize >= 0 {
+		return max(v.innerSize, v.end), nil
+	}
+	if sz, ok := c.rc.knownSize(name); ok {
+		return max(sz, v.end), nil
 	}
 	sz, err := c.innerSize(ctx, name)
 	if err != nil {

@@ -55,9 +55,15 @@ type readCache struct {
 		sync.Mutex // never held across I/O
 		slots      []slot
 		index      map[string]map[int64]int32
-		hand       int
-		epoch      uint64
-		ring       [invRing]invalidation
+		// sizes are the object sizes the cache knows (from a whole
+		// upload), for objects with cached chunks.
+		sizes map[string]int64
+		// changing counts, per object, store changes in progress: its
+		// chunks are neither served nor cached meanwhile.
+		changing map[string]int
+		hand     int
+		epoch    uint64
+		ring     [invRing]invalidation
 	}
 }
 
@@ -86,6 +92,8 @@ type memChunk struct {
 func newReadCache(c *Cache) (*readCache, error) {
 	rc := &readCache{c: c, chunk: c.opts.ChunkBytes}
 	rc.mu.index = map[string]map[int64]int32{}
+	rc.mu.sizes = map[string]int64{}
+	rc.mu.changing = map[string]int{}
 	if c.opts.ReadDiskBytes < 0 {
 		return rc, nil
 	}
@@ -150,7 +158,7 @@ func memKey(s int32, ver uint64) uint64 {
 func (rc *readCache) lookup(name string, idx int64) ([]byte, bool) {
 	rc.lock()
 	s, ok := rc.mu.index[name][idx]
-	if !ok || rc.mu.slots[s].state != slotReady {
+	if !ok || rc.mu.slots[s].state != slotReady || rc.mu.changing[name] > 0 {
 		rc.unlock()
 		return nil, false
 	}
@@ -185,7 +193,7 @@ func (rc *readCache) cached(name string, idx int64) bool {
 	rc.lock()
 	defer rc.unlock()
 	s, ok := rc.mu.index[name][idx]
-	return ok && rc.mu.slots[s].state == slotReady
+	return ok && rc.mu.slots[s].state == slotReady && rc.mu.changing[name] == 0
 }
 
 func (rc *readCache) epochNow() uint64 {
@@ -217,7 +225,7 @@ func (rc *readCache) insert(name string, idx int64, data []byte, epoch uint64, t
 		return
 	}
 	rc.lock()
-	if rc.staleLocked(name, epoch) {
+	if rc.staleLocked(name, epoch) || rc.mu.changing[name] > 0 {
 		rc.unlock()
 		return
 	}
@@ -242,7 +250,7 @@ func (rc *readCache) insert(name string, idx int64, data []byte, epoch uint64, t
 	if sl.ver != ver {
 		return // invalidated while written
 	}
-	if err != nil || rc.staleLocked(name, epoch) {
+	if err != nil || rc.staleLocked(name, epoch) || rc.mu.changing[name] > 0 {
 		sl.state, sl.name = slotFree, ""
 		sl.ver++
 		return
@@ -286,6 +294,7 @@ func (rc *readCache) victimLocked() int32 {
 			delete(m, sl.idx)
 			if len(m) == 0 {
 				delete(rc.mu.index, sl.name)
+				delete(rc.mu.sizes, sl.name)
 			}
 		}
 		rc.c.stats.diskEvictions.Add(1)
@@ -295,10 +304,28 @@ func (rc *readCache) victimLocked() int32 {
 	return -1
 }
 
-// invalidate forgets every cached chunk of name.
-func (rc *readCache) invalidate(name string) {
+// beginChange is called before the store's object name changes, and
+// endChange after: from the first to the second, chunks of name are
+// neither served nor cached, and each drops what is cached of it (and
+// makes reads that started before it retry: see read).
+func (rc *readCache) beginChange(name string) {
 	rc.lock()
 	defer rc.unlock()
+	rc.mu.changing[name]++
+	rc.invalidateLocked(name)
+}
+
+func (rc *readCache) endChange(name string) {
+	rc.lock()
+	defer rc.unlock()
+	if rc.mu.changing[name]--; rc.mu.changing[name] <= 0 {
+		delete(rc.mu.changing, name)
+	}
+	rc.invalidateLocked(name)
+}
+
+// invalidateLocked forgets every cached chunk of name.
+func (rc *readCache) invalidateLocked(name string) {
 	rc.mu.epoch++
 	rc.mu.ring[rc.mu.epoch%invRing] = invalidation{name: name, epoch: rc.mu.epoch}
 	for _, s := range rc.mu.index[name] {
@@ -307,6 +334,25 @@ func (rc *readCache) invalidate(name string) {
 		sl.ver++
 	}
 	delete(rc.mu.index, name)
+	delete(rc.mu.sizes, name)
+}
+
+// knownSize returns the size of the store's object name, when the cache
+// knows it.
+func (rc *readCache) knownSize(name string) (int64, bool) {
+	rc.lock()
+	defer rc.unlock()
+	sz, ok := rc.mu.sizes[name]
+	return sz, ok
+}
+
+// noteSizeLocked records the size of name, unless name changed since
+// epoch or has no cached chunk.
+func (rc *readCache) noteSizeLocked(name string, size int64, epoch uint64) {
+	if rc.staleLocked(name, epoch) || len(rc.mu.index[name]) == 0 {
+		return
+	}
+	rc.mu.sizes[name] = size
 }
 
 // fill caches an object's whole content (just uploaded), on disk only.
@@ -323,6 +369,9 @@ func (rc *readCache) fill(name string, content []byte) {
 		hi := min(lo+rc.chunk, int64(len(content)))
 		rc.insert(name, idx, content[lo:hi], epoch, false)
 		if hi-lo < rc.chunk {
+			rc.lock()
+			rc.noteSizeLocked(name, int64(len(content)), epoch)
+			rc.unlock()
 			return
 		}
 	}
@@ -334,6 +383,24 @@ func (rc *readCache) read(ctx context.Context, name string, p []byte, off int64)
 	if rc.f == nil || len(p) == 0 {
 		return rc.readStore(ctx, name, p, off)
 	}
+	// A read assembled from several chunks must see one version of the
+	// object: if it changed meanwhile, read again; after a few tries, in
+	// one piece from the store.
+	for try := 0; try < 3; try++ {
+		epoch := rc.epochNow()
+		n, err := rc.readChunks(ctx, name, p, off)
+		rc.lock()
+		stale := rc.staleLocked(name, epoch)
+		rc.unlock()
+		if !stale || err != nil && !errors.Is(err, io.EOF) {
+			return n, err
+		}
+	}
+	return rc.readStore(ctx, name, p, off)
+}
+
+// readChunks is read through the chunks.
+func (rc *readCache) readChunks(ctx context.Context, name string, p []byte, off int64) (int, error) {
 	end := off + int64(len(p))
 	first, last := off/rc.chunk, (end-1)/rc.chunk
 	for idx := first; idx <= last; {

@@ -36,11 +36,15 @@ func (c *Cache) uploader(ctx context.Context) {
 		if b == nil {
 			return
 		}
-		content, err := c.applyBatch(ctx, b, imgs)
+		// The store's object changes: the read cache must not serve or
+		// take chunks of it meanwhile (a read could mix versions).
+		c.rc.beginChange(b[0].name)
+		content, size, err := c.applyBatch(ctx, b, imgs)
+		c.rc.endChange(b[0].name)
 		if err != nil {
 			return // closing
 		}
-		c.finishBatch(b, content)
+		c.finishBatch(b, content, size)
 	}
 }
 
@@ -109,8 +113,39 @@ func (c *Cache) holdLocked(q []*rec, all int, writes bool) time.Duration {
 
 // applyBatch applies a run of records on one object to the store,
 // retrying until it succeeds or ctx is done. It returns the object's new
-// content when it uploaded it whole (nil otherwise).
-func (c *Cache) applyBatch(ctx context.Context, b []*rec, imgs *images) ([]byte, error) {
+// content when it uploaded it whole (nil otherwise) and its size in the
+// store (-1 when not known).
+func (c *Cache) applyBatch(ctx context.Context, b []*rec, imgs *images) ([]byte, int64, error) {
+	content, err := c.applyRun(ctx, b, imgs)
+	switch {
+	case err != nil:
+		return nil, -1, err
+	case content != nil:
+		return content, int64(len(content)), nil
+	}
+	return nil, runSize(b), nil
+}
+
+// runSize is an object's size after a run that starts from a Put or a
+// Delete (-1 when the run builds on the store's object).
+func runSize(b []*rec) int64 {
+	size := int64(-1)
+	for _, r := range b {
+		switch r.kind {
+		case kindPut:
+			size = r.data.n
+		case kindDelete:
+			size = 0
+		case kindWriteAt:
+			if size >= 0 && r.data.n > 0 {
+				size = max(size, r.off+r.data.n)
+			}
+		}
+	}
+	return size
+}
+
+func (c *Cache) applyRun(ctx context.Context, b []*rec, imgs *images) ([]byte, error) {
 	name := b[0].name
 	// k: the run's last Put or Delete; what precedes it does not matter.
 	k := -1
@@ -186,8 +221,12 @@ func applyWrites(base []byte, writes []*rec) ([]byte, error) {
 		copy(out, base)
 	} else {
 		out = base[:end]
+		clear(out[len(base):]) // grown into spare capacity: zeros
 	}
 	for _, w := range writes {
+		if w.data.n == 0 {
+			continue // creates the object, extends nothing
+		}
 		if err := w.data.read(out[w.off:w.off+w.data.n], 0); err != nil {
 			return nil, err
 		}
@@ -316,16 +355,15 @@ func (c *Cache) image(ctx context.Context, name string, imgs *images) ([]byte, e
 
 // finishBatch records an applied batch: the applied mark, the overlay,
 // the read cache, the log files it frees.
-func (c *Cache) finishBatch(b []*rec, content []byte) {
+func (c *Cache) finishBatch(b []*rec, content []byte, size int64) {
 	name := b[0].name
 	last := b[len(b)-1].seq
 	var bytes int64
 	for _, r := range b {
 		bytes += r.data.n
 	}
-	// The store changed: cached clean data of name is stale. Invalidate
-	// before the overlay lets readers fall through to the read cache.
-	c.rc.invalidate(name)
+	// The read cache dropped name's chunks (endChange) before the overlay
+	// lets readers fall through to it; the new content goes in.
 	if content != nil {
 		c.rc.fill(name, content)
 	}
@@ -336,7 +374,7 @@ func (c *Cache) finishBatch(b []*rec, content []byte) {
 		c.mu.queue = nil // let the array go
 	}
 	c.mu.queuedBytes -= bytes
-	c.pruneLocked(name, last)
+	c.pruneLocked(name, last, size)
 	c.retireAppliedLocked()
 	now := time.Now()
 	if !c.mu.lastUpload.IsZero() {
