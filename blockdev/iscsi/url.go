@@ -86,6 +86,9 @@ func ParseURL(s string) (Target, error) {
 	if host == "" {
 		return Target{}, fmt.Errorf("%w: %q has no host", ErrURL, redact(s))
 	}
+	if !validHost(host) {
+		return Target{}, fmt.Errorf("%w: %q: host %q is neither an IP address nor a host name", ErrURL, redact(s), host)
+	}
 	port := DefaultPort
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
@@ -155,4 +158,23 @@ func redact(s string) string {
 		user = user[:i] + "%***"
 	}
 	return "iscsi://" + user + "@" + rest[at+1:]
+}
+
+// validHost reports whether h is an IP address (an IPv6 one without its
+// brackets) or a DNS host name.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }

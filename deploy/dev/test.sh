@@ -55,7 +55,11 @@ if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
   for pkg in $(go list ./...); do
     for fz in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
       log "fuzz $pkg $fz ($FUZZTIME)"
-      go test -run '^$' -fuzz "^${fz}\$" -fuzztime "$FUZZTIME" "$pkg" >/dev/null
+      if ! out=$(go test -run '^$' -fuzz "^${fz}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1); then
+        printf '%s\n' "$out" | tail -40 >&2
+        log "fuzz $pkg $fz FAILED"
+        exit 1
+      fi
     done
   done
 fi
