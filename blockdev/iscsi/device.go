@@ -189,7 +189,10 @@ func (d *Device) probe(ctx context.Context) error {
 	if lim.maxWriteSame > 0 {
 		f.wsMax = min(lim.maxWriteSame, 0xffffffff)
 	}
-	if c.lbpme {
+	// GET LBA STATUS's "deallocated" promises zeros only with LBPRZ; the
+	// blockdev contract reads a deallocated extent as zeros, so without
+	// LBPRZ the device reports no allocation at all.
+	if c.lbpme && lbprz {
 		_, _, err := d.exec(ctx, lbaStatusCmd(d.t.LUN, 0, 24))
 		f.lbaStatus = err == nil
 		if err != nil && ctx.Err() != nil {
@@ -715,6 +718,12 @@ func (d *Device) flush(ctx context.Context) error {
 	seq := d.mu.acked
 	d.mu.Unlock()
 	_, gen, err := d.exec(ctx, &initiator.Command{LUN: d.t.LUN, CDB: []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}})
+	var se *initiator.StatusError
+	if errors.As(err, &se) && se.Sense.Key == initiator.SenseIllegalRequest && se.Sense.ASC == 0x20 {
+		// No SYNCHRONIZE CACHE: the target has no volatile cache to
+		// flush (SBC-3 makes the command optional then).
+		err = nil
+	}
 	if err != nil {
 		return fmt.Errorf("iscsi: synchronize cache: %w", err)
 	}

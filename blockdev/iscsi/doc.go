@@ -22,8 +22,9 @@
 //     B2h reports LBPWS or REPORT SUPPORTED OPERATION CODES lists it; the
 //     UNMAP bit is set only with LBPME, LBPWS and LBPRZ. Each command stays
 //     within MAXIMUM WRITE SAME LENGTH.
-//   - blockdev.AllocationStatuser: GET LBA STATUS, when LBPME is reported
-//     and the target answers it at Open.
+//   - blockdev.AllocationStatuser: GET LBA STATUS, when LBPME and LBPRZ
+//     are reported (deallocated blocks must read as zeros) and the target
+//     answers it at Open.
 //
 // Info comes from READ CAPACITY (16) (or (10)), the physical block
 // exponent and MODE SENSE's write-protect bit; Thin is set when both
