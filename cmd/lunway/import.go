@@ -212,10 +212,10 @@ func openEndpoint(ctx context.Context, spec endpointSpec, f *endpointFlags, m op
 				return nil, usageError{fmt.Errorf("%s: the LUN's backing does not exist yet: %w", spec, err)}
 			}
 			var fe *config.FieldError
-			if !errors.As(err, &fe) && !strings.Contains(err.Error(), "configuration") {
-				return nil, fmt.Errorf("%s: %w", spec, err)
+			if errors.As(err, &fe) || errors.Is(err, daemon.ErrNoSuchLUN) {
+				return nil, usageError{fmt.Errorf("%s: %w", spec, err)}
 			}
-			return nil, usageError{fmt.Errorf("%s: %w", spec, err)}
+			return nil, fmt.Errorf("%s: %w", spec, err)
 		}
 		ep.dev, ep.created, ep.close = l.Device, l.Created, l.Close
 		return ep, nil

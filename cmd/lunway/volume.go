@@ -18,6 +18,7 @@ import (
 	"github.com/lunway/lunway/blockdev"
 	"github.com/lunway/lunway/blockmap"
 	"github.com/lunway/lunway/blockmap/format"
+	"github.com/lunway/lunway/cmd/lunway/internal/config"
 	"github.com/lunway/lunway/cmd/lunway/internal/daemon"
 	"github.com/lunway/lunway/image/transfer"
 	"github.com/spf13/cobra"
@@ -81,10 +82,14 @@ func openVolumeStore(ctx context.Context, arg string, f *volumeFlags) (*openedSt
 		}
 		st, name, release, err := daemon.OpenLUNStoreOffline(ctx, cfg, spec.iqn, spec.lun, nil)
 		if err != nil {
-			if errors.Is(err, blockdev.ErrInUse) {
+			var fe *config.FieldError
+			switch {
+			case errors.Is(err, blockdev.ErrInUse):
 				return nil, "", storeErr(spec.String(), err)
+			case errors.As(err, &fe), errors.Is(err, daemon.ErrNoSuchLUN), errors.Is(err, daemon.ErrNotVolume):
+				return nil, "", usageError{fmt.Errorf("%s: %w", spec, err)}
 			}
-			return nil, "", usageError{fmt.Errorf("%s: %w", spec, err)}
+			return nil, "", fmt.Errorf("%s: %w", spec, err)
 		}
 		return &openedStore{store: st, where: spec.String(), release: release}, name, nil
 	}

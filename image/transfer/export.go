@@ -49,7 +49,7 @@ func Export(ctx context.Context, dev blockdev.Device, dst image.Writer, opts *Op
 	g.Go(func() error {
 		return produce(gctx, tasks, size, size, o.Chunk, func(ctx context.Context, off, n int64) ([]image.Extent, error) {
 			return devMap(ctx, dev, off, n)
-		})
+		}, nil)
 	})
 	// Buffers bound the memory in flight: readers run ahead of the writer
 	// by at most 2*Concurrency chunks.

@@ -16,6 +16,10 @@ import (
 type task struct {
 	off, n int64
 	data   bool // the source map has data in the chunk
+	// clean means the destination is known to read as zeros over the
+	// task already: a run without data needs nothing, and the all-zero
+	// parts of a data chunk need not be zeroed.
+	clean bool
 }
 
 // mapWindow is how many chunks one call to the source's map covers.
@@ -26,11 +30,36 @@ const mapWindow = 256
 // cover it, instead of one per chunk, while progress still moves.
 const maxHoleTask = 1 << 30
 
+// mapFunc describes [off, off+n) as ordered, contiguous extents.
+type mapFunc func(ctx context.Context, off, n int64) ([]image.Extent, error)
+
+// markChunks returns, for the chunks of [woff, wend), whether m reports
+// data in any part of them (m covers [woff, mend)).
+func markChunks(ctx context.Context, m mapFunc, woff, wend, mend, chunk int64) ([]bool, error) {
+	marks := make([]bool, (wend-woff+chunk-1)/chunk)
+	if woff >= mend {
+		return marks, nil
+	}
+	n := min(wend, mend) - woff
+	ext, err := m(ctx, woff, n)
+	if err != nil {
+		return nil, err
+	}
+	markData(ext, woff, n, chunk, func(c int64) {
+		if i := c - woff/chunk; i >= 0 && i < int64(len(marks)) {
+			marks[i] = true
+		}
+	})
+	return marks, nil
+}
+
 // produce sends the chunks of [0, total) on work, classified by srcMap
-// over [0, srcEnd); consecutive chunks without data go as one task of up
-// to maxHoleTask bytes. It closes work.
-func produce(ctx context.Context, work chan<- task, total, srcEnd, chunk int64,
-	srcMap func(ctx context.Context, off, n int64) ([]image.Extent, error)) error {
+// over [0, srcEnd). Consecutive chunks without data go as one task of up
+// to maxHoleTask bytes. When dstMap is set (the destination's own
+// allocation, over [0, total)), runs without data where the destination
+// holds no data either are marked clean: nothing needs doing there, and
+// the workers never ask. It closes work.
+func produce(ctx context.Context, work chan<- task, total, srcEnd, chunk int64, srcMap, dstMap mapFunc) error {
 	defer close(work)
 	var hole task // pending run of hole chunks (n == 0: none)
 	send := func(t task) error {
@@ -43,23 +72,20 @@ func produce(ctx context.Context, work chan<- task, total, srcEnd, chunk int64,
 	}
 	for woff := int64(0); woff < total; woff += mapWindow * chunk {
 		wend := min(woff+mapWindow*chunk, total)
-		isData := make([]bool, (wend-woff+chunk-1)/chunk)
-		if woff < srcEnd {
-			n := min(wend, srcEnd) - woff
-			ext, err := srcMap(ctx, woff, n)
-			if err != nil {
+		isData, err := markChunks(ctx, srcMap, woff, wend, srcEnd, chunk)
+		if err != nil {
+			return err
+		}
+		var dstData []bool
+		if dstMap != nil {
+			if dstData, err = markChunks(ctx, dstMap, woff, wend, total, chunk); err != nil {
 				return err
 			}
-			markData(ext, woff, n, chunk, func(c int64) {
-				if i := c - woff/chunk; i >= 0 && i < int64(len(isData)) {
-					isData[i] = true
-				}
-			})
 		}
 		for i, d := range isData {
 			off := woff + int64(i)*chunk
-			t := task{off: off, n: min(chunk, wend-off), data: d}
-			if !d && hole.n > 0 && hole.off+hole.n == off && hole.n+t.n <= maxHoleTask {
+			t := task{off: off, n: min(chunk, wend-off), data: d, clean: dstData != nil && !dstData[i]}
+			if !d && hole.n > 0 && hole.off+hole.n == off && hole.clean == t.clean && hole.n+t.n <= maxHoleTask {
 				hole.n += t.n
 				continue
 			}
@@ -123,7 +149,17 @@ func Import(ctx context.Context, src image.Reader, dst blockdev.Device, opts *Op
 	stop := reporter(c, o.Progress, o.ProgressInterval)
 	g, gctx := newGroup(ctx)
 	work := make(chan task, o.Concurrency)
-	g.Go(func() error { return produce(gctx, work, info.SizeBytes, src.Size(), o.Chunk, src.Map) })
+	// The destination's allocation, read a window at a time by the
+	// producer: holes over unallocated ranges then cost no I/O at all.
+	var dstMap mapFunc
+	if o.DestinationZeroed {
+		dstMap = func(_ context.Context, off, n int64) ([]image.Extent, error) {
+			return []image.Extent{{Off: off, Len: n, Kind: image.Hole}}, nil
+		}
+	} else if _, ok := dst.(blockdev.AllocationStatuser); ok {
+		dstMap = func(ctx context.Context, off, n int64) ([]image.Extent, error) { return devMap(ctx, dst, off, n) }
+	}
+	g.Go(func() error { return produce(gctx, work, info.SizeBytes, src.Size(), o.Chunk, src.Map, dstMap) })
 	for range o.Concurrency {
 		w := &importer{src: src, dst: dst, o: &o, c: c,
 			buf: make([]byte, o.Chunk)}
@@ -179,6 +215,10 @@ func (w *importer) do(ctx context.Context, t task) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !t.data && t.clean {
+		w.c.skipped.Add(t.n)
+		return nil
+	}
 	if !t.data {
 		return w.hole(ctx, t.off, t.n)
 	}
@@ -186,10 +226,17 @@ func (w *importer) do(ctx context.Context, t task) error {
 	if err := readImage(w.src, buf, t.off); err != nil {
 		return err
 	}
+	zero := w.hole
+	if t.clean {
+		zero = func(_ context.Context, _, n int64) error {
+			w.c.skipped.Add(n)
+			return nil
+		}
+	}
 	prev := 0
 	for _, r := range dataRuns(buf) {
 		if r[0] > prev {
-			if err := w.hole(ctx, t.off+int64(prev), int64(r[0]-prev)); err != nil {
+			if err := zero(ctx, t.off+int64(prev), int64(r[0]-prev)); err != nil {
 				return err
 			}
 		}
@@ -199,7 +246,7 @@ func (w *importer) do(ctx context.Context, t task) error {
 		prev = r[1]
 	}
 	if int64(prev) < t.n {
-		return w.hole(ctx, t.off+int64(prev), t.n-int64(prev))
+		return zero(ctx, t.off+int64(prev), t.n-int64(prev))
 	}
 	return nil
 }

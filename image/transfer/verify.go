@@ -53,7 +53,7 @@ func Verify(ctx context.Context, img image.Reader, dev blockdev.Device, opts *Op
 	}
 	g, gctx := newGroup(ctx)
 	work := make(chan task, o.Concurrency)
-	g.Go(func() error { return produce(gctx, work, info.SizeBytes, info.SizeBytes, o.Chunk, both) })
+	g.Go(func() error { return produce(gctx, work, info.SizeBytes, info.SizeBytes, o.Chunk, both, nil) })
 	for range o.Concurrency {
 		a, b := make([]byte, o.Chunk), make([]byte, o.Chunk)
 		g.Go(func() error {

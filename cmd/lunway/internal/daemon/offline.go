@@ -58,7 +58,15 @@ func (l *OfflineLUN) Close() error {
 	return err
 }
 
-// FindLUN returns the configuration of LUN lun of target iqn.
+var (
+	// ErrNoSuchLUN: the configuration has no such target or LUN.
+	ErrNoSuchLUN = errors.New("not in the configuration")
+	// ErrNotVolume: the LUN is not a blockmap volume.
+	ErrNotVolume = errors.New("not a blockmap volume")
+)
+
+// FindLUN returns the configuration of LUN lun of target iqn (errors wrap
+// ErrNoSuchLUN).
 func FindLUN(cfg *config.Config, iqn string, lun uint64) (config.LUN, string, error) {
 	for ti, t := range cfg.Targets {
 		if t.Name != iqn {
@@ -69,9 +77,9 @@ func FindLUN(cfg *config.Config, iqn string, lun uint64) (config.LUN, string, er
 				return l, fmt.Sprintf("targets[%d].luns[%d].backend", ti, li), nil
 			}
 		}
-		return config.LUN{}, "", fmt.Errorf("target %s has no LUN %d in the configuration", iqn, lun)
+		return config.LUN{}, "", fmt.Errorf("target %s: LUN %d: %w", iqn, lun, ErrNoSuchLUN)
 	}
-	return config.LUN{}, "", fmt.Errorf("no target %s in the configuration", iqn)
+	return config.LUN{}, "", fmt.Errorf("target %s: %w", iqn, ErrNoSuchLUN)
 }
 
 // offlineDaemon is the part of a Daemon the backend openers use.
@@ -170,7 +178,7 @@ func OpenLUNStoreOffline(ctx context.Context, cfg *config.Config, iqn string, lu
 		return nil, "", nil, err
 	}
 	if lc.Backend.Type != "blockmap" {
-		return nil, "", nil, fmt.Errorf("LUN %d of %s is a %s LUN, not a blockmap volume", lun, iqn, lc.Backend.Type)
+		return nil, "", nil, fmt.Errorf("LUN %d of %s is a %s LUN, not a blockmap volume: %w", lun, iqn, lc.Backend.Type, ErrNotVolume)
 	}
 	return openLUNStore(ctx, offlineDaemon(ctx, log), cfg, lc, field)
 }
