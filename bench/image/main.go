@@ -193,7 +193,12 @@ func (b *bench) format(f format, src string) (string, error) {
 // emptyLUN unmaps the whole LUN (and flushes), so that every import
 // starts from the same state.
 func (b *bench) emptyLUN() error {
-	return cmd("qemu-io", "-f", "raw", "-c", "discard 0 "+strconv.FormatInt(b.size(), 10), "-c", "flush", b.url)
+	args := []string{"-f", "raw"}
+	const piece = 1 << 30 // qemu-io takes at most 2 GiB - 512 per request
+	for off, size := int64(0), b.size(); off < size; off += piece {
+		args = append(args, "-c", fmt.Sprintf("discard %d %d", off, min(piece, size-off)))
+	}
+	return cmd("qemu-io", append(args, "-c", "flush", b.url)...)
 }
 
 func (b *bench) size() int64 {
