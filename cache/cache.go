@@ -253,8 +253,8 @@ func (c *Cache) putDirect(ctx context.Context, name string, data []byte) error {
 	if err := c.drain(ctx); err != nil {
 		return fmt.Errorf("cache: put %q: waiting for the log to drain: %w", name, err)
 	}
-	c.rc.beginChange(name)
-	defer c.rc.endChange(name)
+	c.rc.beginChange(name, false)
+	defer c.rc.endChange(name, false)
 	// Retry an unavailable store as long as a full log would wait.
 	wctx, cancel := context.WithTimeout(ctx, c.opts.FullWait)
 	defer cancel()

@@ -511,3 +511,65 @@ func TestCloseDrain(t *testing.T) {
 		t.Fatalf("%d objects in the store after Close, want 10", n)
 	}
 }
+
+// TestOutageGrowingObject: an object that grows by WriteAt (a blockmap
+// volume's open segment) was partly uploaded before the store began to
+// hang; its next upload hangs with it. Reads of the uploaded part come
+// from the read cache, and reads of the new part from the log: neither
+// waits for the store.
+func TestOutageGrowingObject(t *testing.T) {
+	inner := fault.New(mem.New(&mem.Options{DisableOverwriter: true}))
+	defer inner.Close()
+	o := smallOptions(t.TempDir(), nil)
+	o.ReadTimeout = 5 * time.Second
+	o.StallTimeout = 100 * time.Millisecond
+	c := openCache(t, inner, o)
+	ctx := t.Context()
+	const piece = 40 << 10 // not a multiple of the chunk
+	first := fill(3*piece, 9)
+	for i := 0; i < 3; i++ {
+		if err := c.WriteAt(ctx, "seg", first[i*piece:(i+1)*piece], int64(i*piece)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inner.SetAvailability(fault.UnavailableHang)
+	second := fill(piece, 77)
+	if err := c.WriteAt(ctx, "seg", second, 3*piece); err != nil {
+		t.Fatal(err)
+	}
+	// The uploader is now stuck on "seg".
+	waitFor(t, "the store to be failing", func() bool { return c.Stats().StoreFailing })
+	calls := inner.Stats().Calls[fault.OpReadAt]
+	start := time.Now()
+	got := make([]byte, 4*piece)
+	if _, err := c.ReadAt(ctx, "seg", got, 0); err != nil {
+		t.Fatalf("read of a growing object during the outage: %v", err)
+	}
+	if d := time.Since(start); d > o.ReadTimeout/2 {
+		t.Fatalf("the read took %v: it waited for the store", d)
+	}
+	if !bytes.Equal(got[:3*piece], first) || !bytes.Equal(got[3*piece:], second) {
+		t.Fatal("read of a growing object during the outage returned wrong data")
+	}
+	if n := inner.Stats().Calls[fault.OpReadAt]; n != calls {
+		t.Fatalf("the read asked the store %d times", n-calls)
+	}
+	info, err := c.Stat(ctx, "seg")
+	if err != nil || info.Size != 4*piece {
+		t.Fatalf("Stat during the outage = %+v, %v", info, err)
+	}
+	inner.SetAvailability(fault.Available)
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := make([]byte, 4*piece)
+	if _, err := inner.Inner().ReadAt(ctx, "seg", all, 0); err != nil || !bytes.Equal(all, append(first, second...)) {
+		t.Fatalf("the store after the outage: %v", err)
+	}
+	if _, err := c.ReadAt(ctx, "seg", got, 0); err != nil || !bytes.Equal(got, all) {
+		t.Fatalf("read after the outage: %v", err)
+	}
+}

@@ -59,8 +59,11 @@ type readCache struct {
 		// upload), for objects with cached chunks.
 		sizes map[string]int64
 		// changing counts, per object, store changes in progress: its
-		// chunks are neither served nor cached meanwhile.
+		// chunks are not cached meanwhile. hidden counts the changes
+		// that no pending log record covers (a direct put): its chunks
+		// are not served either.
 		changing map[string]int
+		hidden   map[string]int
 		hand     int
 		epoch    uint64
 		ring     [invRing]invalidation
@@ -94,6 +97,7 @@ func newReadCache(c *Cache) (*readCache, error) {
 	rc.mu.index = map[string]map[int64]int32{}
 	rc.mu.sizes = map[string]int64{}
 	rc.mu.changing = map[string]int{}
+	rc.mu.hidden = map[string]int{}
 	if c.opts.ReadDiskBytes < 0 {
 		return rc, nil
 	}
@@ -158,7 +162,7 @@ func memKey(s int32, ver uint64) uint64 {
 func (rc *readCache) lookup(name string, idx int64) ([]byte, bool) {
 	rc.lock()
 	s, ok := rc.mu.index[name][idx]
-	if !ok || rc.mu.slots[s].state != slotReady || rc.mu.changing[name] > 0 {
+	if !ok || rc.mu.slots[s].state != slotReady || rc.mu.hidden[name] > 0 {
 		rc.unlock()
 		return nil, false
 	}
@@ -193,7 +197,7 @@ func (rc *readCache) cached(name string, idx int64) bool {
 	rc.lock()
 	defer rc.unlock()
 	s, ok := rc.mu.index[name][idx]
-	return ok && rc.mu.slots[s].state == slotReady && rc.mu.changing[name] == 0
+	return ok && rc.mu.slots[s].state == slotReady && rc.mu.hidden[name] == 0
 }
 
 func (rc *readCache) epochNow() uint64 {
@@ -305,21 +309,38 @@ func (rc *readCache) victimLocked() int32 {
 }
 
 // beginChange is called before the store's object name changes, and
-// endChange after: from the first to the second, chunks of name are
-// neither served nor cached, and each drops what is cached of it (and
-// makes reads that started before it retry: see read).
-func (rc *readCache) beginChange(name string) {
+// endChange after: from the first to the second, chunks of name are not
+// cached, and endChange drops what is cached of it (and makes reads that
+// started before it retry: see read).
+//
+// covered tells whether pending log records cover every byte the change
+// alters (the uploader applying a batch: readers see those bytes in the
+// overlay until the batch is finished, after endChange). Then the chunks
+// cached before the change stay valid for every byte a reader takes from
+// them, and they keep being served: during an outage, the uploaded part
+// of a segment that is still growing is read from the cache while its
+// next upload hangs. An uncovered change (a direct put) drops the chunks
+// at once and hides the object from the cache until endChange.
+func (rc *readCache) beginChange(name string, covered bool) {
 	rc.lock()
 	defer rc.unlock()
 	rc.mu.changing[name]++
-	rc.invalidateLocked(name)
+	if !covered {
+		rc.mu.hidden[name]++
+		rc.invalidateLocked(name)
+	}
 }
 
-func (rc *readCache) endChange(name string) {
+func (rc *readCache) endChange(name string, covered bool) {
 	rc.lock()
 	defer rc.unlock()
 	if rc.mu.changing[name]--; rc.mu.changing[name] <= 0 {
 		delete(rc.mu.changing, name)
+	}
+	if !covered {
+		if rc.mu.hidden[name]--; rc.mu.hidden[name] <= 0 {
+			delete(rc.mu.hidden, name)
+		}
 	}
 	rc.invalidateLocked(name)
 }

@@ -36,11 +36,13 @@ func (c *Cache) uploader(ctx context.Context) {
 		if b == nil {
 			return
 		}
-		// The store's object changes: the read cache must not serve or
-		// take chunks of it meanwhile (a read could mix versions).
-		c.rc.beginChange(b[0].name)
+		// The store's object changes: the read cache must not take
+		// chunks of it meanwhile (a read could mix versions). The batch's
+		// records stay in the overlay until finishBatch, so the chunks
+		// cached before still serve every byte the batch leaves alone.
+		c.rc.beginChange(b[0].name, true)
 		content, size, err := c.applyBatch(ctx, b, imgs)
-		c.rc.endChange(b[0].name)
+		c.rc.endChange(b[0].name, true)
 		if err != nil {
 			return // closing
 		}
