@@ -15,7 +15,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 SIZE=${SIZE:-1GiB}
 # Ports: LPORT and TPORT when given, else free ones (others may run this at the same time).
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 LPORT=${LPORT:-$(free_port)}
 TPORT=${TPORT:-$(free_port)}
 TCTL=$((20000 + TPORT % 10000))   # tgtd's own control socket, never another tgtd's
@@ -40,17 +41,15 @@ YAML
 
 LPID=; TPID=
 cleanup() {
-  [[ -n "$LPID" ]] && kill "$LPID" 2>/dev/null || true
-  [[ -n "$TPID" ]] && kill "$TPID" 2>/dev/null || true
-  wait 2>/dev/null || true
+  [[ -n "$LPID" ]] && stop_pid "$LPID"
+  [[ -n "$TPID" ]] && stop_pid "$TPID"
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 start_lunway() {
   "$OUT/lunway" serve --config "$OUT/lunway.yaml" >>"$OUT/lunway.log" 2>&1 & LPID=$!
-  wait_port "$LPORT" && kill -0 "$LPID" || { echo "lunway did not start: $(tail -2 "$OUT/lunway.log")" >&2; exit 1; }
+  await_listener lunway "$LPID" "$LPORT" "$OUT/lunway.log" || exit 1
 }
 stop_lunway() { kill "$LPID"; wait "$LPID" || true; LPID=; }
 
@@ -60,9 +59,9 @@ start_tgt() {
   tgtadm -C "$TCTL" --lld iscsi --op new --mode target --tid 1 -T "$TIQN"
   tgtadm -C "$TCTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 -b "$IMG"
   tgtadm -C "$TCTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
-  wait_port "$TPORT" && kill -0 "$TPID" || { echo "tgtd did not start: $(tail -2 "$OUT/tgtd.log")" >&2; exit 1; }
+  await_listener tgtd "$TPID" "$TPORT" "$OUT/tgtd.log" || exit 1
 }
-stop_tgt() { kill "$TPID"; wait "$TPID" || true; TPID=; }
+stop_tgt() { stop_pid "$TPID"; TPID=; }
 
 # Allocate the whole file once (random data), so that reads hit data on both targets.
 start_lunway

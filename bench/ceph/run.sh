@@ -21,7 +21,8 @@ OUT=${1:-bench/out/ceph}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 SIZE_MIB=${SIZE_MIB:-1024}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 LPORT=$(free_port)
 TPORT=$(free_port)
 TCTL=$((20000 + TPORT % 10000))   # tgtd's own control socket, never another tgtd's
@@ -39,9 +40,8 @@ go build -o "$OUT/cephbench" ./bench/ceph
 CLUSTER=
 LPID=; TPID=
 cleanup() {
-  [[ -n "$LPID" ]] && kill "$LPID" 2>/dev/null || true
-  [[ -n "$TPID" ]] && kill "$TPID" 2>/dev/null || true
-  wait 2>/dev/null || true
+  [[ -n "$LPID" ]] && stop_pid "$LPID"
+  [[ -n "$TPID" ]] && stop_pid "$TPID"
   if [[ -n "$CLUSTER" ]]; then
     bash "$ROOT/deploy/dev/ceph-down.sh" "$CLUSTER" --purge --fast >/dev/null 2>&1 || true
   fi
@@ -53,13 +53,8 @@ if [[ -n "${CEPH_ENV:-}" ]]; then
   source "$CEPH_ENV"
 else
   CLUSTER="$OUT/cluster"
-  base=$((22000 + RANDOM % 80 * 100))
   log "starting a private cluster in $CLUSTER"
-  CEPH_MON_V2_PORT=$(free_port) CEPH_MON_V1_PORT=$(free_port) CEPH_PORT_MIN=$base CEPH_PORT_MAX=$((base + 60)) \
-    CEPH_MEMSTORE_BYTES=$((4 << 30)) CEPH_NO_INSTALL=1 \
-    bash deploy/dev/ceph-up.sh "$CLUSTER" >"$OUT/ceph-up.log" 2>&1 || { tail "$OUT/ceph-up.log" >&2; exit 1; }
-  # shellcheck disable=SC1091
-  source "$CLUSTER/env"
+  private_cluster "$CLUSTER" "$OUT/ceph-up.log" || exit 1
 fi
 CONF=$CEPH_CONF; KEYRING=$CEPH_KEYRING; POOL=$CEPH_POOL
 IMAGE=lw-bench-$$
@@ -82,10 +77,9 @@ targets:
 YAML
 rm -rf "$OUT/data"
 
-wait_port() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 start_lunway() {
   "$OUT/lunway" serve --config "$OUT/lunway.yaml" >>"$OUT/lunway.log" 2>&1 & LPID=$!
-  wait_port "$LPORT" && kill -0 "$LPID" || { echo "lunway did not start: $(tail -2 "$OUT/lunway.log")" >&2; exit 1; }
+  await_listener lunway "$LPID" "$LPORT" "$OUT/lunway.log" || exit 1
 }
 stop_lunway() { kill "$LPID"; wait "$LPID" || true; LPID=; }
 start_tgt() {
@@ -95,9 +89,9 @@ start_tgt() {
   tgtadm -C "$TCTL" --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 --bstype rbd \
     --backing-store "$POOL/$IMAGE" --bsopts "conf=$CONF"
   tgtadm -C "$TCTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
-  wait_port "$TPORT" && kill -0 "$TPID" || { echo "tgtd did not start: $(tail -2 "$OUT/tgtd.log")" >&2; exit 1; }
+  await_listener tgtd "$TPID" "$TPORT" "$OUT/tgtd.log" || exit 1
 }
-stop_tgt() { kill "$TPID"; wait "$TPID" || true; TPID=; }
+stop_tgt() { stop_pid "$TPID"; TPID=; }
 lbench() { "$OUT/lunway" bench -o json --duration "$DURATION" "$@"; }
 
 log "prefilling the RADOS volume"
