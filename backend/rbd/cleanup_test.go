@@ -15,7 +15,9 @@ import (
 )
 
 // removeImage deletes a test image (and nothing else).
-func removeImage(t *testing.T, o rbd.Options) {
+func removeImage(t *testing.T, o rbd.Options) { removeImageTB(t, o) }
+
+func removeImageTB(t testing.TB, o rbd.Options) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := rados.Connect(ctx, &o.ConnOptions)
