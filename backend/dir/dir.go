@@ -62,6 +62,8 @@ type Store struct {
 	// entry in their parent.
 	durable sync.Map
 
+	handles handles // read-only handles of objects
+
 	mu struct {
 		sync.Mutex
 		closed bool
@@ -100,6 +102,7 @@ func Open(ctx context.Context, root string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("dir: Open: %w", err)
 	}
 	s := &Store{root: root, opts: o}
+	s.handles.m = map[string]*handle{}
 	s.mu.idle = sync.NewCond(&s.mu.Mutex)
 	if err := s.mkdir(root, true); err != nil {
 		return nil, fmt.Errorf("dir: Open: %w", err)
@@ -322,13 +325,15 @@ func (s *Store) ReadAt(ctx context.Context, name string, p []byte, off int64) (i
 	if off < 0 {
 		return 0, fmt.Errorf("dir: ReadAt %q: negative offset %d: %w", name, off, blockdev.ErrOutOfRange)
 	}
-	_, file := s.paths(name)
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	h, err := s.handles.get(name, func() (*os.File, error) {
+		_, file := s.paths(name)
+		return os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	})
 	if err != nil {
 		return 0, mapErr("ReadAt", name, err)
 	}
-	defer f.Close()
-	n, err := f.ReadAt(p, off)
+	defer s.handles.release(h)
+	n, err := h.f.ReadAt(p, off)
 	switch {
 	case err == io.EOF:
 		return n, io.EOF
@@ -374,6 +379,9 @@ func (s *Store) put(ctx context.Context, name string, data []byte) error {
 	}
 	if err == nil {
 		err = os.Rename(tmp, file)
+		if err == nil {
+			s.handles.drop(name) // it reads the replaced file
+		}
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -434,6 +442,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	defer s.exit()
 	dir, file := s.paths(name)
 	err := os.Remove(file)
+	s.handles.drop(name)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return nil
@@ -577,6 +586,7 @@ func (s *Store) Close() error {
 		s.mu.idle.Wait()
 	}
 	s.mu.Unlock()
+	s.handles.closeAll()
 	// Closing the descriptor releases the flock.
 	if err := s.lock.Close(); err != nil {
 		return fmt.Errorf("dir: Close: %w", err)
