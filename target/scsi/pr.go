@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Persistent reservation types (SPC-4 table 170).
@@ -320,11 +321,14 @@ func parseTransportID(b []byte) (reg registration, n int, ok bool) {
 		name = name[:i]
 	}
 	s := string(name)
+	if !validNameChars(s) {
+		return reg, 0, false
+	}
 	switch b[0] >> 6 {
 	case 0:
 		reg.anyISID = true
 	case 1:
-		i := strings.Index(strings.ToLower(s), ",i,0x")
+		i := indexFold(s, ",i,0x")
 		if i < 0 || len(s)-i-5 != 12 {
 			return reg, 0, false
 		}
@@ -345,6 +349,43 @@ func parseTransportID(b []byte) (reg registration, n int, ok bool) {
 	}
 	reg.initiator = s
 	return reg, n, true
+}
+
+// validNameChars reports whether s may be an iSCSI name: UTF-8 without
+// spaces or control characters (RFC 3722 names are stringprep'ed UTF-8).
+func validNameChars(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r <= 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			return false
+		}
+	}
+	return true
+}
+
+// indexFold is strings.Index for an ASCII lower-case sep, ignoring the
+// case of ASCII letters in s, with offsets into s itself (strings.ToLower
+// may change the length of non-ASCII text).
+func indexFold(s, sep string) int {
+	for i := 0; i+len(sep) <= len(s); i++ {
+		match := true
+		for k := 0; k < len(sep); k++ {
+			c := s[i+k]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sep[k] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }
 
 func indexByte(b []byte, c byte) int {
