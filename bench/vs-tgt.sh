@@ -43,6 +43,7 @@ LPID=; TPID=
 cleanup() {
   [[ -n "$LPID" ]] && stop_pid "$LPID"
   [[ -n "$TPID" ]] && stop_pid "$TPID"
+  return 0 # under set -e, a false test here would become the exit status
 }
 trap cleanup EXIT
 

@@ -86,9 +86,11 @@ func rbdBench(conf, keyring, image string, w bench.Workload) (bench.Result, erro
 	}
 	args = append(args, "bench", "--io-type", ioType, "--io-size", strconv.Itoa(w.BlockSize),
 		"--io-threads", strconv.Itoa(w.QueueDepth), "--io-pattern", pattern, "--io-total", "1T", image)
-	ctx, cancel := context.WithTimeout(context.Background(), w.Duration+1500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), w.Duration+3*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "rbd", args...)
+	// rbd writes its progress through C stdio, block-buffered into a
+	// pipe: line buffering makes every line arrive before the kill.
+	cmd := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "rbd"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return bench.Result{}, err
