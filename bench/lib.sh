@@ -42,3 +42,22 @@ stop_pid() {
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# use_cluster DIR [VAR=VALUE...]: the cluster of $CEPH_ENV (ceph-up.sh's env file) when
+# set, else a private one started in DIR, whose directory CLUSTER names for stop_cluster.
+use_cluster() {
+  if [[ -n "${CEPH_ENV:-}" ]]; then
+    # shellcheck disable=SC1090
+    source "$CEPH_ENV"
+    return
+  fi
+  CLUSTER=$1
+  shift
+  echo "== $(date +%T) starting a private cluster in $CLUSTER" >&2
+  private_cluster "$CLUSTER" "$(dirname "$CLUSTER")/ceph-up.log" "$@"
+}
+
+# stop_cluster: stop and remove the private cluster, if use_cluster started one.
+stop_cluster() {
+  [[ -z "${CLUSTER:-}" ]] || bash deploy/dev/ceph-down.sh "$CLUSTER" --purge --fast >/dev/null 2>&1 || true
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lunway/lunway/bench"
@@ -91,6 +92,10 @@ func rbdBench(conf, keyring, image string, w bench.Workload) (bench.Result, erro
 	// rbd writes its progress through C stdio, block-buffered into a
 	// pipe: line buffering makes every line arrive before the kill.
 	cmd := exec.CommandContext(ctx, "stdbuf", append([]string{"-oL", "rbd"}, args...)...)
+	// SIGTERM lets rbd close the image: a killed client keeps the image's
+	// exclusive lock, and the next run's I/O waits until Ceph breaks it.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return bench.Result{}, err

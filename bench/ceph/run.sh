@@ -16,7 +16,6 @@
 #        CEPH_ENV=DIR/env  use a running cluster (ceph-up.sh's env) instead of a private one
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
 OUT=${1:-bench/out/ceph}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -42,21 +41,12 @@ LPID=; TPID=
 cleanup() {
   [[ -n "$LPID" ]] && stop_pid "$LPID"
   [[ -n "$TPID" ]] && stop_pid "$TPID"
-  if [[ -n "$CLUSTER" ]]; then
-    bash "$ROOT/deploy/dev/ceph-down.sh" "$CLUSTER" --purge --fast >/dev/null 2>&1 || true
-  fi
+  stop_cluster
   return 0 # under set -e, a false test here would become the exit status
 }
 trap cleanup EXIT
 
-if [[ -n "${CEPH_ENV:-}" ]]; then
-  # shellcheck disable=SC1090
-  source "$CEPH_ENV"
-else
-  CLUSTER="$OUT/cluster"
-  log "starting a private cluster in $CLUSTER"
-  private_cluster "$CLUSTER" "$OUT/ceph-up.log" || exit 1
-fi
+use_cluster "$OUT/cluster" || exit 1
 CONF=$CEPH_CONF; KEYRING=$CEPH_KEYRING; POOL=$CEPH_POOL
 IMAGE=lw-bench-$$
 NS=lw-bench-$$
@@ -92,7 +82,25 @@ start_tgt() {
   tgtadm -C "$TCTL" --lld iscsi --op bind --mode target --tid 1 -I ALL
   await_listener tgtd "$TPID" "$TPORT" "$OUT/tgtd.log" || exit 1
 }
-stop_tgt() { stop_pid "$TPID"; TPID=; }
+# tgtd ignores SIGTERM and a killed tgtd keeps the image's exclusive lock (the
+# next client waits until Ceph breaks it): delete the target first, which
+# closes the image, and break any lock left anyway.
+stop_tgt() {
+  tgtadm -C "$TCTL" --lld iscsi --op delete --mode target --tid 1 --force >/dev/null 2>&1 || true
+  stop_pid "$TPID"; TPID=
+  break_locks
+}
+break_locks() {
+  R lock ls --format json "$POOL/$IMAGE" 2>/dev/null | python3 -c '
+import json, sys
+locks = json.load(sys.stdin)
+if isinstance(locks, dict):
+    locks = [dict(id=k, **v) for k, v in locks.items()]
+for l in locks:
+    print(l["id"] + "\t" + l["locker"])' | while IFS=$'\t' read -r id locker; do
+    R lock rm "$POOL/$IMAGE" "$id" "$locker" || true
+  done
+}
 lbench() { "$OUT/lunway" bench -o json --duration "$DURATION" "$@"; }
 
 log "prefilling the RADOS volume"

@@ -17,7 +17,6 @@
 #        CEPH_ENV=DIR/env  use a running cluster with radosgw (ceph-up.sh's env)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOT=$(pwd)
 OUT=${1:-bench/out/s3}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
@@ -38,21 +37,12 @@ CLUSTER=
 LPID=
 cleanup() {
   [[ -n "$LPID" ]] && stop_pid "$LPID"
-  if [[ -n "$CLUSTER" ]]; then
-    bash "$ROOT/deploy/dev/ceph-down.sh" "$CLUSTER" --purge --fast >/dev/null 2>&1 || true
-  fi
+  stop_cluster
   return 0 # under set -e, a false test here would become the exit status
 }
 trap cleanup EXIT
 
-if [[ -n "${CEPH_ENV:-}" ]]; then
-  # shellcheck disable=SC1090
-  source "$CEPH_ENV"
-else
-  CLUSTER="$OUT/cluster"
-  log "starting a private cluster with radosgw in $CLUSTER"
-  private_cluster "$CLUSTER" "$OUT/ceph-up.log" CEPH_RGW_PORT="$(free_port)" CEPH_WITH_RGW=1 || exit 1
-fi
+use_cluster "$OUT/cluster" CEPH_RGW_PORT="$(free_port)" CEPH_WITH_RGW=1 || exit 1
 [[ -n "${CEPH_RGW_ENDPOINT:-}" ]] || { echo "the cluster has no radosgw (CEPH_WITH_RGW=1)" >&2; exit 1; }
 CONF=$CEPH_CONF; KEYRING=$CEPH_KEYRING; POOL=$CEPH_POOL
 IMAGE=lw-s3bench-$$
