@@ -412,6 +412,19 @@ func writeBadKeyring(t *testing.T, dir string) string {
 	return p
 }
 
+// cephUpEnv is the environment for a private cluster's ceph-up.sh: this
+// process's without the shared cluster's settings (test.sh exports its env
+// file: CEPH_CONF, CEPH_KEYRING, ...), plus settings.
+func cephUpEnv(settings ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CEPH_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, settings...)
+}
+
 // privateCluster starts a throwaway cluster of the test's own, on ports
 // of its own, stopped when the test ends.
 func privateCluster(t *testing.T) (cephCluster, string) {
@@ -420,7 +433,7 @@ func privateCluster(t *testing.T) (cephCluster, string) {
 	dir := filepath.Join(t.TempDir(), "ceph")
 	base := 20000 + int(time.Now().UnixNano()%200)*100
 	cmd := exec.Command("bash", "../../deploy/dev/ceph-up.sh", dir)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = cephUpEnv(
 		"CEPH_MON_V2_PORT="+strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT="+strconv.Itoa(freePort(t)),
 		"CEPH_PORT_MIN="+strconv.Itoa(base), "CEPH_PORT_MAX="+strconv.Itoa(base+60),
 		"CEPH_MEMSTORE_BYTES="+strconv.Itoa(1<<30), "CEPH_WITH_RGW=0", "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",

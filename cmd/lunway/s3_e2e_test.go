@@ -237,15 +237,7 @@ func privateRGW(t *testing.T) (rgw, string) {
 	dir := filepath.Join(t.TempDir(), "ceph")
 	base := 26000 + int(time.Now().UnixNano()%150)*100
 	cmd := exec.Command("bash", "../../deploy/dev/ceph-up.sh", dir)
-	// The shared cluster's env file (CEPH_CONF, CEPH_KEYRING, ...) must not
-	// reach the private cluster's script.
-	var environ []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CEPH_") {
-			environ = append(environ, kv)
-		}
-	}
-	cmd.Env = append(environ,
+	cmd.Env = cephUpEnv(
 		"CEPH_MON_V2_PORT="+strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT="+strconv.Itoa(freePort(t)),
 		"CEPH_PORT_MIN="+strconv.Itoa(base), "CEPH_PORT_MAX="+strconv.Itoa(base+60),
 		"CEPH_RGW_PORT="+strconv.Itoa(freePort(t)),
