@@ -545,7 +545,9 @@ func restartOSD(t *testing.T, dir string, down time.Duration) {
 	}
 	t.Logf("OSD stopped")
 	time.Sleep(down)
-	out, err := exec.Command("ceph-osd", "-c", filepath.Join(dir, "ceph.conf"), "-i", "0", "--osd-objectstore", "memstore").CombinedOutput()
+	cmd := exec.Command("ceph-osd", "-c", filepath.Join(dir, "ceph.conf"), "-i", "0", "--osd-objectstore", "memstore")
+	cmd.Env = cephUpEnv()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("restarting the OSD: %v\n%s", err, out)
 		return
