@@ -425,28 +425,40 @@ func cephUpEnv(settings ...string) []string {
 	return append(env, settings...)
 }
 
-// privateCluster starts a throwaway cluster of the test's own, on ports
-// of its own, stopped when the test ends.
-func privateCluster(t *testing.T) (cephCluster, string) {
+// startPrivateCeph starts a throwaway single-node cluster in a directory
+// of the test's own, on ports of its own, with extra ceph-up.sh settings,
+// stopped when the test ends; it returns the cluster's directory.
+func startPrivateCeph(t *testing.T, settings ...string) string {
 	t.Helper()
-	testenv.NeedCommand(t, "ceph-osd", "ceph-osd")
 	dir := filepath.Join(t.TempDir(), "ceph")
-	base := 20000 + int(time.Now().UnixNano()%200)*100
+	base := 20000 + int(time.Now().UnixNano()%400)*100
 	cmd := exec.Command("bash", "../../deploy/dev/ceph-up.sh", dir)
-	cmd.Env = cephUpEnv(
-		"CEPH_MON_V2_PORT="+strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT="+strconv.Itoa(freePort(t)),
-		"CEPH_PORT_MIN="+strconv.Itoa(base), "CEPH_PORT_MAX="+strconv.Itoa(base+60),
-		"CEPH_MEMSTORE_BYTES="+strconv.Itoa(1<<30), "CEPH_WITH_RGW=0", "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",
-		// A stopped memstore OSD keeps its data only when it unmounts
-		// cleanly, which fast shutdown skips.
-		"CEPH_EXTRA_CONF=osd fast shutdown = false")
+	cmd.Env = cephUpEnv(append([]string{
+		"CEPH_MON_V2_PORT=" + strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT=" + strconv.Itoa(freePort(t)),
+		"CEPH_PORT_MIN=" + strconv.Itoa(base), "CEPH_PORT_MAX=" + strconv.Itoa(base+60),
+		"CEPH_MEMSTORE_BYTES=" + strconv.Itoa(1<<30), "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",
+	}, settings...)...)
 	out, err := cmd.CombinedOutput()
 	t.Cleanup(func() {
+		// A stopped radosgw must run again to die of SIGTERM; --fast kills.
+		if pid, err := rgwPID(dir); err == nil {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
 		exec.Command("bash", "../../deploy/dev/ceph-down.sh", dir, "--purge", "--fast").Run()
 	})
 	if err != nil {
 		t.Fatalf("ceph-up.sh: %v\n%s", err, tail(string(out), 4000))
 	}
+	return dir
+}
+
+// privateCluster starts a throwaway cluster without radosgw.
+func privateCluster(t *testing.T) (cephCluster, string) {
+	t.Helper()
+	testenv.NeedCommand(t, "ceph-osd", "ceph-osd")
+	// A stopped memstore OSD keeps its data only when it unmounts
+	// cleanly, which fast shutdown skips.
+	dir := startPrivateCeph(t, "CEPH_WITH_RGW=0", "CEPH_EXTRA_CONF=osd fast shutdown = false")
 	return cephCluster{conf: filepath.Join(dir, "ceph.conf"), keyring: filepath.Join(dir, "keyring"), pool: "rbd"}, dir
 }
 

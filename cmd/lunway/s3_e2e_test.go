@@ -234,25 +234,7 @@ targets:
 func privateRGW(t *testing.T) (rgw, string) {
 	t.Helper()
 	testenv.NeedCommand(t, "radosgw", "radosgw")
-	dir := filepath.Join(t.TempDir(), "ceph")
-	base := 26000 + int(time.Now().UnixNano()%150)*100
-	cmd := exec.Command("bash", "../../deploy/dev/ceph-up.sh", dir)
-	cmd.Env = cephUpEnv(
-		"CEPH_MON_V2_PORT="+strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT="+strconv.Itoa(freePort(t)),
-		"CEPH_PORT_MIN="+strconv.Itoa(base), "CEPH_PORT_MAX="+strconv.Itoa(base+60),
-		"CEPH_RGW_PORT="+strconv.Itoa(freePort(t)),
-		"CEPH_MEMSTORE_BYTES="+strconv.Itoa(1<<30), "CEPH_WITH_RGW=1", "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1")
-	out, err := cmd.CombinedOutput()
-	t.Cleanup(func() {
-		// A stopped radosgw must run again to die of SIGTERM; --fast kills.
-		if pid, err := rgwPID(dir); err == nil {
-			syscall.Kill(pid, syscall.SIGCONT)
-		}
-		exec.Command("bash", "../../deploy/dev/ceph-down.sh", dir, "--purge", "--fast").Run()
-	})
-	if err != nil {
-		t.Fatalf("ceph-up.sh: %v\n%s", err, tail(string(out), 4000))
-	}
+	dir := startPrivateCeph(t, "CEPH_RGW_PORT="+strconv.Itoa(freePort(t)), "CEPH_WITH_RGW=1")
 	env := map[string]string{}
 	data, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil {
