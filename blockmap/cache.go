@@ -2,6 +2,8 @@ package blockmap
 
 import (
 	"fmt"
+	"math/bits"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -12,9 +14,26 @@ import (
 // Cache holds clean, decoded map pages for one or more volumes, bounded
 // by bytes (ristretto, TinyLFU admission). It may refuse or drop any
 // page at any time: it only ever holds copies of what the store has.
+//
+// In front of ristretto sits a small direct-mapped table of pages that
+// were hit at least once: a lookup there is a load and an identity check,
+// where ristretto's costs a lock, a hash and a policy update (together
+// about a third of a 4 KiB read from a page-cached segment). A page is
+// immutable once written (its identity is where it lives), so the table
+// needs no invalidation. Ristretto's evictions clear their slot, so it
+// holds pages ristretto holds; a page stored into its slot by a hit that
+// raced with its eviction stays until the slot is reused, so the table
+// can pin at most one page per slot beyond the bound, in practice none. Every frontTouch-th hit of a page is also counted by
+// ristretto, so that pages served from the front keep their frequency in
+// its admission policy.
 type Cache struct {
-	c *ristretto.Cache[uint64, *cachedPage]
+	c     *ristretto.Cache[uint64, *cachedPage]
+	front []atomic.Pointer[cachedPage]
+	mask  uint64
 }
+
+// frontTouch is how often a front hit is also reported to ristretto.
+const frontTouch = 8
 
 // cachedPage is a decoded page with its identity, checked on every hit
 // because keys are 64-bit hashes.
@@ -22,6 +41,8 @@ type cachedPage struct {
 	owner    [16]byte // ID of the volume that wrote it
 	seq      uint64
 	off      uint32
+	key      uint64 // pageKey of the identity
+	hits     atomic.Uint32
 	leaf     *format.Leaf
 	interior *format.Interior
 }
@@ -33,15 +54,25 @@ func NewCache(maxBytes int64) (*Cache, error) {
 	}
 	// About one counter per 100 bytes of cache: pages average a few
 	// hundred bytes to a few KiB, and ristretto wants ~10x the items.
+	// One front slot per 4 KiB of cache, a power of two from 256 to 64 Ki
+	// (8 bytes each).
+	n := uint64(1) << bits.Len64(uint64(min(max(maxBytes>>12, 256), 1<<16))-1)
+	cache := &Cache{front: make([]atomic.Pointer[cachedPage], n), mask: n - 1}
 	c, err := ristretto.NewCache(&ristretto.Config[uint64, *cachedPage]{
 		NumCounters: max(maxBytes/100, 1<<12),
 		MaxCost:     maxBytes,
 		BufferItems: 64,
+		OnEvict: func(it *ristretto.Item[*cachedPage]) {
+			if p := it.Value; p != nil {
+				cache.front[p.key&cache.mask].CompareAndSwap(p, nil)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("blockmap: cache: %w", err)
 	}
-	return &Cache{c: c}, nil
+	cache.c = c
+	return cache, nil
 }
 
 // Close releases the cache's goroutines.
@@ -54,31 +85,52 @@ func (c *Cache) MaxBytes() int64 { return c.c.MaxCost() }
 func (c *Cache) UsedBytes() int64 { return c.c.MaxCost() - c.c.RemainingCost() }
 
 func pageKey(owner [16]byte, seq uint64, off uint32) uint64 {
-	// FNV-1a over the identity; collisions are caught by the identity check.
-	h := uint64(14695981039346656037)
-	mix := func(b byte) { h ^= uint64(b); h *= 1099511628211 }
-	for _, b := range owner {
-		mix(b)
+	// Mixes the identity's words (a splitmix64 finalizer on each step);
+	// collisions are caught by the identity check.
+	mix := func(h, w uint64) uint64 {
+		h ^= w
+		h ^= h >> 30
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 27
+		h *= 0x94d049bb133111eb
+		return h ^ h>>31
 	}
-	for i := 0; i < 8; i++ {
-		mix(byte(seq >> (8 * i)))
-	}
-	for i := 0; i < 4; i++ {
-		mix(byte(off >> (8 * i)))
-	}
-	return h
+	h := mix(0x9e3779b97f4a7c15, le64(owner[:8]))
+	h = mix(h, le64(owner[8:]))
+	h = mix(h, seq)
+	return mix(h, uint64(off))
+}
+
+func le64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func (p *cachedPage) is(owner [16]byte, seq uint64, off uint32) bool {
+	return p.owner == owner && p.seq == seq && p.off == off
 }
 
 func (c *Cache) get(owner [16]byte, seq uint64, off uint32) *cachedPage {
-	p, ok := c.c.Get(pageKey(owner, seq, off))
-	if !ok || p == nil || p.owner != owner || p.seq != seq || p.off != off {
+	key := pageKey(owner, seq, off)
+	slot := &c.front[key&c.mask]
+	if p := slot.Load(); p != nil && p.key == key && p.is(owner, seq, off) {
+		if p.hits.Add(1)%frontTouch == 0 {
+			c.c.Get(key) // keep its frequency in ristretto's policy
+		}
+		return p
+	}
+	p, ok := c.c.Get(key)
+	if !ok || p == nil || !p.is(owner, seq, off) {
 		return nil
 	}
+	slot.Store(p)
 	return p
 }
 
 func (c *Cache) put(p *cachedPage) {
-	c.c.Set(pageKey(p.owner, p.seq, p.off), p, p.cost())
+	p.key = pageKey(p.owner, p.seq, p.off)
+	c.c.Set(p.key, p, p.cost())
 }
 
 // cost estimates the memory a decoded page takes.

@@ -22,7 +22,22 @@ type baseTree struct {
 
 // segObject names segment seq of layer.
 func (v *Volume) segObject(layer uint8, seq uint64) string {
-	return format.SegmentName(v.layerNames[layer], seq)
+	// Reads name the same segments over and over: remember recent names
+	// rather than build one string per read.
+	slot := &v.segNames[(seq*uint64(len(v.layerNames))+uint64(layer))%uint64(len(v.segNames))]
+	if n := slot.Load(); n != nil && n.seq == seq && n.layer == layer {
+		return n.name
+	}
+	name := format.SegmentName(v.layerNames[layer], seq)
+	slot.Store(&segName{layer: layer, seq: seq, name: name})
+	return name
+}
+
+// segName is a remembered segment object name.
+type segName struct {
+	layer uint8
+	seq   uint64
+	name  string
 }
 
 // loadPage returns the page ref points to (ref.Layer absolute), checking
@@ -154,11 +169,18 @@ func (v *Volume) nodeRef(ctx context.Context, t baseTree, level uint8, index uin
 // leafRef descends to leaf idx. When the leaf is absent it returns the
 // first leaf index after the absent subtree that contains it, so that a
 // scan can skip the whole subtree.
+//
+// Found leaves are remembered per tree (a tree is immutable: its root ref
+// names it), so that the next read of the leaf skips the interior pages.
 func (v *Volume) leafRef(ctx context.Context, t baseTree, idx uint64) (format.Ref, bool, uint64, error) {
 	fs := uint64(v.fanShift)
 	beyond := uint64(t.height)*fs < 64 && idx>>(uint64(t.height)*fs) != 0
 	if t.root.IsZero() || beyond {
 		return format.Ref{}, false, ^uint64(0), nil
+	}
+	slot := &v.leafMemo[idx%uint64(len(v.leafMemo))]
+	if m := slot.Load(); m != nil && m.idx == idx && m.tree == t {
+		return m.ref, true, 0, nil
 	}
 	ref := t.root
 	for l := uint64(t.height); l > 0; l-- {
@@ -178,7 +200,15 @@ func (v *Volume) leafRef(ctx context.Context, t baseTree, idx uint64) (format.Re
 		}
 		ref = r
 	}
+	slot.Store(&leafMemo{tree: t, idx: idx, ref: ref})
 	return ref, true, 0, nil
+}
+
+// leafMemo is a leaf's ref as found in one tree.
+type leafMemo struct {
+	tree baseTree
+	idx  uint64
+	ref  format.Ref
 }
 
 // baseResolve describes [start, start+n) from the committed tree.

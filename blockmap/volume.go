@@ -41,6 +41,8 @@ type Volume struct {
 
 	// layers[i] is the object prefix (volume name) and ID of layer i.
 	layerNames []string
+	segNames   [1024]atomic.Pointer[segName]  // segObject's recent names
+	leafMemo   [4096]atomic.Pointer[leafMemo] // leafRef's recent finds
 	layerIDs   [][16]byte
 
 	cache    *Cache

@@ -318,19 +318,32 @@ func (s *Store) syncData(f *os.File) error {
 
 // ReadAt implements backend.Store.
 func (s *Store) ReadAt(ctx context.Context, name string, p []byte, off int64) (int, error) {
-	if err := s.begin(ctx, "ReadAt", name); err != nil {
+	if err := s.enter("ReadAt", name); err != nil {
 		return 0, err
 	}
 	defer s.exit()
-	if off < 0 {
-		return 0, fmt.Errorf("dir: ReadAt %q: negative offset %d: %w", name, off, blockdev.ErrOutOfRange)
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("dir: ReadAt %q: %w", name, err)
 	}
+	// The name is checked only when a handle is opened: a cached handle's
+	// name was checked then (this is the hot path of every volume read).
+	var nameErr error
 	h, err := s.handles.get(name, func() (*os.File, error) {
+		if nameErr = backend.ValidName(name); nameErr != nil {
+			return nil, nameErr
+		}
 		_, file := s.paths(name)
 		return os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	})
+	if nameErr != nil {
+		return 0, fmt.Errorf("dir: ReadAt: %w", nameErr)
+	}
 	if err != nil {
 		return 0, mapErr("ReadAt", name, err)
+	}
+	if off < 0 {
+		s.handles.release(h)
+		return 0, fmt.Errorf("dir: ReadAt %q: negative offset %d: %w", name, off, blockdev.ErrOutOfRange)
 	}
 	defer s.handles.release(h)
 	n, err := h.f.ReadAt(p, off)
