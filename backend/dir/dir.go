@@ -64,11 +64,15 @@ type Store struct {
 
 	handles handles // read-only handles of objects
 
-	mu struct {
+	// active counts calls in progress and closed is set by Close; both
+	// are atomics so that a call costs no lock (reads are the hot path of
+	// every volume). Close waits on mu.idle, signalled under mu by the
+	// call that brings active to 0 after closed was set.
+	active atomic.Int64
+	closed atomic.Bool
+	mu     struct {
 		sync.Mutex
-		closed bool
-		active int        // calls in progress
-		idle   *sync.Cond // signalled when active drops to 0 after Close
+		idle *sync.Cond
 	}
 }
 
@@ -152,21 +156,19 @@ func (s *Store) Root() string { return s.root }
 
 // enter admits a call, or fails with ErrClosed; exit must follow.
 func (s *Store) enter(op, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.closed {
+	s.active.Add(1)
+	if s.closed.Load() {
+		s.exit()
 		return fmt.Errorf("dir: %s %q: %w", op, name, backend.ErrClosed)
 	}
-	s.mu.active++
 	return nil
 }
 
 func (s *Store) exit() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mu.active--
-	if s.mu.active == 0 {
+	if s.active.Add(-1) == 0 && s.closed.Load() {
+		s.mu.Lock()
 		s.mu.idle.Broadcast()
+		s.mu.Unlock()
 	}
 }
 
@@ -589,13 +591,14 @@ func (s *Store) walk(ctx context.Context, dir, namePrefix, prefix string, fn fun
 // Close implements backend.Store. It waits for calls in progress, then
 // releases the directory's lock.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
+	if s.closed.Swap(true) {
 		return fmt.Errorf("dir: Close: %w", backend.ErrClosed)
 	}
-	s.mu.closed = true
-	for s.mu.active > 0 {
+	// A call that entered before the Swap is counted in active; one that
+	// enters after it sees closed and leaves. The last to leave signals
+	// under mu, so the signal cannot fall between the check and the Wait.
+	s.mu.Lock()
+	for s.active.Load() > 0 {
 		s.mu.idle.Wait()
 	}
 	s.mu.Unlock()
