@@ -37,9 +37,8 @@ func TestCacheFront(t *testing.T) {
 			c.c.Wait()
 		}
 	}
-	if hits == 0 {
-		t.Fatal("no hits at all")
-	}
+	// (The churn may hit nothing: 20000 pages cycled through a cache of
+	// a few thousand can all be evicted before their next turn.)
 	// Every page in the front is one ristretto still holds. (Churn may
 	// have emptied the front entirely; without the eviction hook it
 	// would instead hold pages ristretto dropped.)
