@@ -327,12 +327,26 @@ func hasGap(pieces []piece) bool {
 // resolve maps [start, start+n) to pieces: the deltas under the read
 // lock, then the committed tree without it. The caller must release.
 func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error) {
+	return v.resolveChecked(ctx, start, n, false)
+}
+
+// resolveChecked is resolve that, when check is set, first checks the
+// volume's state and the range (checkLocked, for a read) under the same
+// read lock.
+func (v *Volume) resolveChecked(ctx context.Context, start, n uint64, check bool) (*resolved, error) {
+	v.mu.RLock()
+	if check {
+		bs := int64(v.bs)
+		if err := v.checkLocked(ctx, int64(start)*bs, int64(n)*bs, false); err != nil {
+			v.mu.RUnlock()
+			return nil, err
+		}
+	}
 	r, _ := v.resolvedPool.Get().(*resolved)
 	if r == nil {
 		r = &resolved{}
 	}
 	r.v = v
-	v.mu.RLock()
 	r.deltaPieces = v.deltaResolveInto(start, n, r.deltaPieces[:0])
 	base := v.mu.base
 	r.gen = v.mu.baseGen
@@ -366,6 +380,19 @@ func (v *Volume) resolve(ctx context.Context, start, n uint64) (*resolved, error
 	// is durable, so pieces not found here can be read from the store.
 	r.mem = slices.Grow(r.mem[:0], len(pieces))[:len(pieces)]
 	r.bufs = slices.Grow(r.bufs[:0], len(pieces))[:len(pieces)]
+	// Pieces below memMin (loaded after they were resolved) are in no
+	// in-memory segment: the common case of a read of older data takes
+	// no lock here.
+	memMin, inMem := v.memMin.Load(), false
+	for _, p := range pieces {
+		if p.kind == pieceData && p.loc.layer == 0 && p.loc.seq >= memMin {
+			inMem = true
+			break
+		}
+	}
+	if !inMem {
+		return r, nil
+	}
 	v.mu.RLock()
 	for i, p := range pieces {
 		if p.kind == pieceData && p.loc.layer == 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,11 +73,14 @@ type Volume struct {
 		view    *view
 		retired []*view
 
-		data, gc   *segWriter
-		mem        map[uint64]*segWriter // segments whose bytes are in memory
-		sealQ      []*segWriter
-		sealing    int
-		dirtyBytes int64
+		data, gc *segWriter
+		// dataHint and gcHint carry each stream's last record payload
+		// length to its next segment (segWriter.nextHdr).
+		dataHint, gcHint int
+		mem              map[uint64]*segWriter // segments whose bytes are in memory
+		sealQ            []*segWriter
+		sealing          int
+		dirtyBytes       int64
 
 		nextSeq   uint64
 		replaySeq uint64
@@ -103,6 +107,12 @@ type Volume struct {
 	// resolvedPool recycles read resolutions: a read allocates nothing
 	// of ours.
 	resolvedPool sync.Pool
+	// memMin is the lowest seq in mu.mem (MaxUint64 when it is empty),
+	// stored under mu. Segments enter mu.mem with a seq above every
+	// existing one, before anything can reference them, and leave it once
+	// durable, so a resolved piece below memMin reads from the store and
+	// resolve skips the lock (see resolve).
+	memMin atomic.Uint64
 
 	bg struct {
 		ctx    context.Context
@@ -377,6 +387,8 @@ func open(ctx context.Context, store backend.Store, name, snap string, opts *Opt
 		v.ownCache = true
 	}
 	v.mu.mem = make(map[uint64]*segWriter)
+	v.memMin.Store(math.MaxUint64)
+	v.mu.dataHint, v.mu.gcHint = alignMinPayload, alignMinPayload // streams start aligned
 	v.mu.segs = make(map[uint64]*segMeta)
 	v.mu.snaps = make(map[string]*snapInfo)
 	v.mu.forced = make(map[nodeKey]bool)
@@ -470,16 +482,15 @@ func (v *Volume) checkLocked(ctx context.Context, off, length int64, write bool)
 
 // ReadAt implements blockdev.Device.
 func (v *Volume) ReadAt(ctx context.Context, p []byte, off int64) error {
-	v.mu.RLock()
-	if err := v.checkLocked(ctx, off, int64(len(p)), false); err != nil {
+	bs := int64(v.bs)
+	if off < 0 || off%bs != 0 || int64(len(p))%bs != 0 || len(p) == 0 {
+		// Misaligned or empty: checkLocked's errors (or nothing).
+		v.mu.RLock()
+		err := v.checkLocked(ctx, off, int64(len(p)), false)
 		v.mu.RUnlock()
 		return err
 	}
-	v.mu.RUnlock()
-	if len(p) == 0 {
-		return nil
-	}
-	r, err := v.resolve(ctx, uint64(off)/uint64(v.bs), uint64(len(p))/uint64(v.bs))
+	r, err := v.resolveChecked(ctx, uint64(off/bs), uint64(int64(len(p))/bs), true)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -309,7 +310,13 @@ func TestCheckNamesDamage(t *testing.T) {
 	t.Run("data", func(t *testing.T) {
 		s := setup(t)
 		data, _ := kinds(t, s)
-		flip(t, s, data, 600)
+		// A payload byte of the first record (its header's padding is
+		// not covered by a checksum).
+		b := make([]byte, 16)
+		if _, err := s.ReadAt(ctx, data, b, 0); err != nil {
+			t.Fatal(err)
+		}
+		flip(t, s, data, int64(binary.LittleEndian.Uint32(b[12:]))+88)
 		expectCheck(t, s, data)
 	})
 	t.Run("page", func(t *testing.T) {
@@ -491,4 +498,70 @@ func TestWriteOrder(t *testing.T) {
 	go func() { wg.Wait(); close(waitWriters) }()
 	close(stop)
 	<-waitWriters
+}
+
+// TestPayloadAlignment checks where record payloads land: once a stream
+// writes large records, every block's data starts on a 4 KiB boundary of
+// its segment (one page of a page cache per aligned read); a stream of
+// small flushed records keeps 512-byte headers.
+func TestPayloadAlignment(t *testing.T) {
+	ctx := t.Context()
+	s := mem.New(nil)
+	t.Cleanup(func() { s.Close() })
+	const size = 8 << 20
+	v, err := Create(ctx, s, "vol", size, testOptions()) // 128 KiB segments
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	offsets := func(start, n uint64) (aligned, total int) {
+		t.Helper()
+		r, err := v.resolve(ctx, start, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.release()
+		for _, p := range r.pieces {
+			if p.kind != pieceData {
+				t.Fatalf("blocks %d+%d: not mapped", p.start, p.n)
+			}
+			total++
+			if p.loc.off%payloadAlign == 0 {
+				aligned++
+			}
+		}
+		return aligned, total
+	}
+	// Sequential 64 KiB writes: after the first segment every record is
+	// large, so every later piece starts on a page.
+	chunk := fill(make([]byte, 64<<10), 1)
+	for off := int64(0); off < 4<<20; off += int64(len(chunk)) {
+		if err := v.WriteAt(ctx, chunk, off, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs := uint64(v.bs)
+	aligned, total := offsets((1<<20)/bs, (3<<20)/bs)
+	if aligned != total {
+		t.Errorf("sequential writes: %d of %d pieces start on a 4 KiB boundary, want all", aligned, total)
+	}
+	// One-block writes each made durable alone: records stay small, and
+	// their headers 512 bytes (the payload of a record opened at an
+	// aligned tail is then not aligned).
+	blk := fill(make([]byte, bs), 2)
+	base := int64(6 << 20)
+	for i := range int64(16) {
+		if err := v.WriteAt(ctx, blk, base+i*int64(bs), blockdev.FUA); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if aligned, total := offsets(uint64(base)/bs, 16); aligned == total {
+		t.Errorf("FUA writes: all %d pieces padded to a page; small records should keep 512-byte headers", total)
+	}
+	if _, err := v.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
