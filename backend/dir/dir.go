@@ -106,7 +106,6 @@ func Open(ctx context.Context, root string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("dir: Open: %w", err)
 	}
 	s := &Store{root: root, opts: o}
-	s.handles.m = map[string]*handle{}
 	s.mu.idle = sync.NewCond(&s.mu.Mutex)
 	if err := s.mkdir(root, true); err != nil {
 		return nil, fmt.Errorf("dir: Open: %w", err)

@@ -3,6 +3,7 @@ package dir
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // maxHandles bounds the read-only file handles a Store keeps open.
@@ -18,65 +19,87 @@ const maxHandles = 256
 // offered to the cache after it is used once and closed, never cached.
 // WriteAt changes the file in place (the same inode), which every handle
 // sees.
+//
+// A hit takes no lock: the cached handles are a sync.Map, changed only
+// under mu (by misses, drops and evictions), and a handle is reference
+// counted, the cache holding one reference while it lists it. A reader that finds a handle takes a reference only
+// while the count is above zero, so it never revives a closed file.
 type handles struct {
-	mu   sync.Mutex
-	gen  uint64 // bumped by every drop
-	tick uint64
-	m    map[string]*handle
+	mu     sync.Mutex
+	gen    uint64 // bumped by every drop
+	closed bool
+	m      sync.Map // name → *handle; stored and deleted under mu
+	n      int      // entries in m
+	// tick is bumped by every miss; a hit stamps its handle with it, so
+	// that eviction finds a handle unused since the oldest miss.
+	tick atomic.Uint64
 }
 
 type handle struct {
-	f      *os.File
-	refs   int
-	used   uint64
-	cached bool // in m; when false, the last release closes f
+	f    *os.File
+	refs atomic.Int64 // readers, plus one while cached; the last one out closes f
+	used atomic.Uint64
+}
+
+// acquire takes a reference unless the handle is already closed.
+func (h *handle) acquire() bool {
+	for {
+		r := h.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if h.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
 }
 
 // get returns a handle of name, opening it with open on a miss.
 func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, error) {
-	hs.mu.Lock()
-	if h, ok := hs.m[name]; ok {
-		h.refs++
-		hs.tick++
-		h.used = hs.tick
-		hs.mu.Unlock()
-		return h, nil
+	if v, ok := hs.m.Load(name); ok {
+		if h := v.(*handle); h.acquire() {
+			if t := hs.tick.Load(); h.used.Load() != t {
+				h.used.Store(t)
+			}
+			return h, nil
+		}
 	}
+	hs.mu.Lock()
 	gen := hs.gen
 	hs.mu.Unlock()
 	f, err := open()
 	if err != nil {
 		return nil, err
 	}
-	h := &handle{f: f, refs: 1}
+	h := &handle{f: f}
+	h.refs.Store(1)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if hs.gen != gen || hs.m == nil {
+	if hs.gen != gen || hs.closed {
 		return h, nil // changed meanwhile, or closed: use once
 	}
-	if old, ok := hs.m[name]; ok {
-		// Another reader opened it meanwhile: use theirs.
-		old.refs++
-		h.refs = 0
-		f.Close()
-		return old, nil
+	if v, ok := hs.m.Load(name); ok {
+		// Another reader opened it meanwhile: use theirs. (Listed
+		// handles hold the cache's reference, so acquire succeeds.)
+		if old := v.(*handle); old.acquire() {
+			h.refs.Store(0)
+			f.Close()
+			return old, nil
+		}
 	}
-	if len(hs.m) >= maxHandles {
+	if hs.n >= maxHandles {
 		hs.evictLocked()
 	}
-	hs.tick++
-	h.used, h.cached = hs.tick, true
-	hs.m[name] = h
+	h.used.Store(hs.tick.Add(1))
+	h.refs.Add(1) // the cache's
+	hs.m.Store(name, h)
+	hs.n++
 	return h, nil
 }
 
 // release ends a use of h.
 func (hs *handles) release(h *handle) {
-	hs.mu.Lock()
-	h.refs--
-	closeIt := h.refs == 0 && !h.cached
-	hs.mu.Unlock()
-	if closeIt {
+	if h.refs.Add(-1) == 0 {
 		h.f.Close()
 	}
 }
@@ -85,22 +108,22 @@ func (hs *handles) release(h *handle) {
 func (hs *handles) evictLocked() {
 	var victim string
 	var oldest *handle
-	for name, h := range hs.m {
-		if oldest == nil || h.used < oldest.used {
-			victim, oldest = name, h
+	hs.m.Range(func(k, v any) bool {
+		if h := v.(*handle); oldest == nil || h.used.Load() < oldest.used.Load() {
+			victim, oldest = k.(string), h
 		}
-	}
+		return true
+	})
 	if oldest != nil {
 		hs.uncacheLocked(victim, oldest)
 	}
 }
 
+// uncacheLocked unlists h and drops the cache's reference to it.
 func (hs *handles) uncacheLocked(name string, h *handle) {
-	delete(hs.m, name)
-	h.cached = false
-	if h.refs == 0 {
-		h.f.Close()
-	}
+	hs.m.Delete(name)
+	hs.n--
+	hs.release(h)
 }
 
 // drop forgets name's handle; the caller has just replaced or removed
@@ -109,8 +132,8 @@ func (hs *handles) drop(name string) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.gen++
-	if h, ok := hs.m[name]; ok {
-		hs.uncacheLocked(name, h)
+	if v, ok := hs.m.Load(name); ok {
+		hs.uncacheLocked(name, v.(*handle))
 	}
 }
 
@@ -118,8 +141,9 @@ func (hs *handles) drop(name string) {
 func (hs *handles) closeAll() {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	for name, h := range hs.m {
-		hs.uncacheLocked(name, h)
-	}
-	hs.m = nil
+	hs.closed = true
+	hs.m.Range(func(k, v any) bool {
+		hs.uncacheLocked(k.(string), v.(*handle))
+		return true
+	})
 }
