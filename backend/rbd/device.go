@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	gorados "github.com/ceph/go-ceph/rados"
 
@@ -29,11 +31,40 @@ const (
 )
 
 type slot struct {
-	state atomic.Uint32
-	done  chan int64 // the result, for a waiting caller
-	buf   cbuf       // the request's data, C memory
+	// state is the slot state in the low 32 bits and the number of
+	// requests the slot has carried in the high 32, so that the watchdog
+	// never abandons a request that reused the slot after it looked.
+	state atomic.Uint64
+	done  chan int64 // the result (or timedOut), for a waiting caller
+	buf   cbuf       // the request's data, C memory, kept across requests up to slotBufKeep
 	start atomic.Int64
 }
+
+// begin marks the slot waiting for a new request.
+func (s *slot) begin() {
+	s.state.Store((s.state.Load()>>32+1)<<32 | uint64(slotWaiting))
+}
+
+// set changes the state of the slot's current request; only its owner
+// (the caller or the dispatcher) calls it.
+func (s *slot) set(st uint32) {
+	s.state.Store(s.state.Load()&^math.MaxUint32 | uint64(st))
+}
+
+// cas changes the state of the current request from one to another.
+func (s *slot) cas(from, to uint32) bool {
+	w := s.state.Load()
+	return uint32(w) == from && s.state.CompareAndSwap(w, w&^math.MaxUint32|uint64(to))
+}
+
+// slotBufKeep is the largest data buffer a slot keeps for its next
+// request: small I/O then costs no malloc and free (two cgo calls), and
+// a device holds at most MaxInFlight times this much C memory.
+const slotBufKeep = 64 << 10
+
+// timedOut is the result the watchdog hands a caller whose request
+// outlived IOTimeout; no librbd result is this negative.
+const timedOut = math.MinInt64
 
 // Device is a blockdev.Device on an RBD image. It implements Unmapper,
 // ZeroWriter, AllocationStatuser, Resizer and HealthReporter.
@@ -55,6 +86,8 @@ type Device struct {
 	dispatchDone chan struct{}
 	pollStop     chan struct{}
 	pollDone     chan struct{}
+	watchStop    chan struct{}
+	watchDone    chan struct{}
 
 	// mu is held shared by every request from admission to completion (or
 	// abandonment) and exclusively by Close, so that Close never closes
@@ -133,6 +166,8 @@ func Open(ctx context.Context, opts *Options) (*Device, error) {
 	}
 	d.dispatchDone = make(chan struct{})
 	go d.dispatch()
+	d.watchStop, d.watchDone = make(chan struct{}), make(chan struct{})
+	go d.watch()
 	if o.SizePollInterval > 0 {
 		d.pollStop, d.pollDone = make(chan struct{}), make(chan struct{})
 		go d.poll()
@@ -297,7 +332,7 @@ func (d *Device) dispatch() {
 		}
 		for i := range n {
 			s := &d.slots[idx[i]]
-			if s.state.CompareAndSwap(slotWaiting, slotCompleted) {
+			if s.cas(slotWaiting, slotCompleted) {
 				s.done <- rets[i]
 				continue
 			}
@@ -310,10 +345,47 @@ func (d *Device) dispatch() {
 
 func (d *Device) release(i uint32) {
 	s := &d.slots[i]
-	s.buf.free()
+	if s.buf.cap > slotBufKeep {
+		s.buf.free()
+	}
 	s.start.Store(0)
-	s.state.Store(slotIdle)
+	s.set(slotIdle)
 	d.free <- i
+}
+
+// watch abandons requests that outlived IOTimeout, on behalf of their
+// callers: one ticker for the device instead of a timer per request.
+// A request times out between IOTimeout and IOTimeout plus a tick.
+func (d *Device) watch() {
+	defer close(d.watchDone)
+	tick := min(max(d.opts.IOTimeout/10, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.watchStop:
+			return
+		case <-t.C:
+		}
+		limit := time.Now().Add(-d.opts.IOTimeout).UnixNano()
+		for i := range d.slots {
+			s := &d.slots[i]
+			w := s.state.Load()
+			if uint32(w) != slotWaiting {
+				continue
+			}
+			// start is this request's or a later one's; if later, the
+			// CAS fails on the count.
+			if st := s.start.Load(); st == 0 || st > limit {
+				continue
+			}
+			if s.state.CompareAndSwap(w, w&^math.MaxUint32|uint64(slotAbandoned)) {
+				// The caller takes this instead of the result; the
+				// dispatcher recycles the slot when librbd completes.
+				s.done <- timedOut
+			}
+		}
+	}
 }
 
 func (d *Device) noteResult(ret int64) {
@@ -326,50 +398,67 @@ func (d *Device) noteResult(ret int64) {
 }
 
 // do runs one asynchronous request and waits for it, at most IOTimeout
-// (counted from admission) and as long as ctx lasts. data is copied into
-// the request (writes); out receives what a read returned.
+// (counted from admission, enforced by watch) and as long as ctx lasts.
+// data is copied into the request (writes); out receives what a read
+// returned.
 func (d *Device) do(ctx context.Context, op string, kind int, off, n int64, data, out []byte, zflags int) (int64, error) {
-	timer := time.NewTimer(d.opts.IOTimeout)
-	defer timer.Stop()
+	admitted := time.Now()
 	var i uint32
 	select {
 	case i = <-d.free:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-timer.C:
-		d.stats.timeouts.Add(1)
-		d.lastFail.Store(time.Now().UnixNano())
-		return 0, timeoutError(op, off, n, d.opts.IOTimeout)
-	}
-	s := &d.slots[i]
-	switch {
-	case data != nil:
-		s.buf = newCBuf(len(data))
-		copy(s.buf.bytes(), data)
-	case out != nil:
-		s.buf = newCBuf(len(out))
-	}
-	s.start.Store(time.Now().UnixNano())
-	s.state.Store(slotWaiting)
-	if e := d.q.submit(d.img, i, kind, off, n, s.buf.p, nil, zflags); e != 0 {
-		d.release(i)
-		return 0, d.fail(op, off, n, e)
-	}
-	var ret int64
-	select {
-	case ret = <-s.done:
-	case <-ctx.Done():
-		if s.state.CompareAndSwap(slotWaiting, slotAbandoned) {
+	default:
+		// Every slot is busy: wait, within the same bound.
+		timer := time.NewTimer(d.opts.IOTimeout)
+		select {
+		case i = <-d.free:
+			timer.Stop()
+		case <-ctx.Done():
+			timer.Stop()
 			return 0, ctx.Err()
-		}
-		ret = <-s.done
-	case <-timer.C:
-		if s.state.CompareAndSwap(slotWaiting, slotAbandoned) {
+		case <-timer.C:
 			d.stats.timeouts.Add(1)
 			d.lastFail.Store(time.Now().UnixNano())
 			return 0, timeoutError(op, off, n, d.opts.IOTimeout)
 		}
+	}
+	s := &d.slots[i]
+	switch {
+	case data != nil:
+		s.buf.ensure(len(data))
+		copy(s.buf.bytes(), data)
+	case out != nil:
+		s.buf.ensure(len(out))
+	}
+	// The watchdog counts from admission, so a wait for a slot counts.
+	s.start.Store(admitted.UnixNano())
+	s.begin()
+	var p unsafe.Pointer
+	if data != nil || out != nil {
+		p = s.buf.p
+	}
+	if e := d.q.submit(d.img, i, kind, off, n, p, nil, zflags); e != 0 {
+		d.release(i)
+		return 0, d.fail(op, off, n, e)
+	}
+	var ret int64
+	if cancel := ctx.Done(); cancel == nil {
 		ret = <-s.done
+	} else {
+		select {
+		case ret = <-s.done:
+		case <-cancel:
+			if s.cas(slotWaiting, slotAbandoned) {
+				return 0, ctx.Err()
+			}
+			// Completed or timed out meanwhile: take that.
+			ret = <-s.done
+		}
+	}
+	if ret == timedOut {
+		// The slot is abandoned: the dispatcher recycles it.
+		d.stats.timeouts.Add(1)
+		d.lastFail.Store(time.Now().UnixNano())
+		return 0, timeoutError(op, off, n, d.opts.IOTimeout)
 	}
 	if ret >= 0 && out != nil {
 		copy(out, s.buf.bytes())
@@ -741,6 +830,11 @@ func (d *Device) Close() error {
 	}
 	d.q.close()
 	<-d.dispatchDone
+	close(d.watchStop)
+	<-d.watchDone
+	for i := range d.slots {
+		d.slots[i].buf.free()
+	}
 	d.q.free()
 	d.io.Destroy()
 	if err := d.conn.Close(); err != nil {

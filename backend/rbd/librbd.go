@@ -503,21 +503,24 @@ func (q *queue) submit(im *image, slot uint32, kind int, off, n int64, buf, cmp 
 		(*C.char)(buf), (*C.char)(cmp), C.int(zflags)))
 }
 
-// cbuf is C memory for one request's data.
+// cbuf is C memory for one request's data: n bytes in use of cap.
 type cbuf struct {
-	p unsafe.Pointer
-	n int
+	p      unsafe.Pointer
+	n, cap int
 }
 
-func newCBuf(n int) cbuf {
-	if n == 0 {
-		return cbuf{}
+// ensure makes b hold n bytes, reusing its memory when it is big enough.
+func (b *cbuf) ensure(n int) {
+	if n <= b.cap {
+		b.n = n
+		return
 	}
+	b.free()
 	p := C.malloc(C.size_t(n))
 	if p == nil {
 		panic("rbd: out of C memory")
 	}
-	return cbuf{p: p, n: n}
+	b.p, b.n, b.cap = p, n, n
 }
 
 func (b cbuf) bytes() []byte {
@@ -530,7 +533,7 @@ func (b cbuf) bytes() []byte {
 func (b *cbuf) free() {
 	if b.p != nil {
 		C.free(b.p)
-		b.p, b.n = nil, 0
+		b.p, b.n, b.cap = nil, 0, 0
 	}
 }
 
