@@ -35,14 +35,8 @@ type segWriter struct {
 	kind       format.RecordKind
 	id         [16]byte
 	blockSize  uint32
-	hdrReserve int // the least header bytes reserved per record
+	hdrReserve int // header bytes reserved per record
 	capBytes   int // the segment is full at this many bytes
-	recHdr     int // header length of the open record
-	// lastPayload is a moving average of the payload length of the
-	// stream's closed records (carried across segments), the hint
-	// nextHdr aligns by: one record closed early by a flush does not
-	// change it much.
-	lastPayload int
 
 	buf        []byte
 	tail       int
@@ -147,59 +141,30 @@ func (w *segWriter) grow(n int) {
 	w.buf = nb
 }
 
-// Records whose payload starts on a page boundary of the segment keep
-// every block-aligned guest read of their data within one page of a
-// store's page cache (backend/dir); a read straddling two pages costs
-// about 8 % more. The header absorbs the gap (its length may be any
-// multiple of 512, docs/FORMAT.md §5.1), at the price of up to 3.5 KiB of
-// padding per record: worth it only for large records, so a stream
-// aligns while its records average alignMinPayload bytes or more
-// (sequential writes, queued random writes, GC), and a stream of small
-// records (a flush or FUA after every few writes) keeps 512-byte headers
-// and its write amplification.
-const (
-	payloadAlign    = 4096
-	alignMinPayload = 64 << 10
-)
-
-// nextHdr is the header length of a record opened at the tail.
-func (w *segWriter) nextHdr() int {
-	h := w.hdrReserve
-	if w.lastPayload >= alignMinPayload {
-		if gap := (w.tail + h) % payloadAlign; gap != 0 {
-			h += payloadAlign - gap
-		}
-	}
-	return h
-}
-
 // room reports how many payload bytes fit in the segment if one more
 // entry is added (opening a record if needed).
 func (w *segWriter) room() int {
 	if w.sealed {
 		return -1
 	}
-	if w.recStart >= 0 && len(w.entries) < format.EntriesFit(w.recHdr) {
+	if w.recStart >= 0 && len(w.entries) < format.EntriesFit(w.hdrReserve) {
 		return w.capBytes - w.tail
 	}
-	// A new record is needed (the open one, if any, is closed first; that
-	// adds no bytes, its payload is already a whole number of sectors
-	// for block entries).
-	return w.capBytes - w.tail - w.nextHdr()
+	// A new record is needed (the open one, if any, is closed first).
+	return w.capBytes - w.tail - w.hdrReserve
 }
 
 // appendEntry adds e with its payload to the open record, opening one
 // when needed. The caller checked room() >= len(payload) (and >= 0).
 // It returns the segment offset of the payload.
 func (w *segWriter) appendEntry(e format.Entry, payload []byte) int {
-	if w.recStart >= 0 && len(w.entries) >= format.EntriesFit(w.recHdr) {
+	if w.recStart >= 0 && len(w.entries) >= format.EntriesFit(w.hdrReserve) {
 		w.closeRecord()
 	}
 	if w.recStart < 0 {
-		w.recHdr = w.nextHdr()
-		w.grow(w.recHdr)
+		w.grow(w.hdrReserve)
 		w.recStart = w.tail
-		w.tail += w.recHdr
+		w.tail += w.hdrReserve
 	}
 	off := w.tail
 	if len(payload) > 0 {
@@ -222,7 +187,7 @@ func (w *segWriter) closeRecord() {
 		w.recStart = -1
 		return
 	}
-	payStart := w.recStart + w.recHdr
+	payStart := w.recStart + w.hdrReserve
 	if pad := format.PadPayload(w.tail-payStart) - (w.tail - payStart); pad > 0 {
 		w.grow(pad)
 		clear(w.buf[w.tail : w.tail+pad])
@@ -230,7 +195,7 @@ func (w *segWriter) closeRecord() {
 	}
 	h := format.RecordHeader{
 		Kind:       w.kind,
-		HeaderLen:  uint32(w.recHdr),
+		HeaderLen:  uint32(w.hdrReserve),
 		ID:         w.id,
 		Seq:        w.seq,
 		Offset:     uint32(w.recStart),
@@ -242,19 +207,17 @@ func (w *segWriter) closeRecord() {
 	w.entries = w.entries[:0]
 	w.recStart = -1
 	w.closedTail = w.tail
-	w.lastPayload = (3*w.lastPayload + int(h.PayloadLen)) / 4
 }
 
 // stream returns the open segment of a stream, opening a new one when
 // there is none.
 func (v *Volume) streamLocked(kind format.RecordKind) *segWriter {
-	p, hint := &v.mu.data, &v.mu.dataHint
+	p := &v.mu.data
 	if kind == format.RecordGC {
-		p, hint = &v.mu.gc, &v.mu.gcHint
+		p = &v.mu.gc
 	}
 	if *p == nil {
 		w := newSegWriter(v.allocSeqLocked(), kind, v.sb.ID, v.bs, v.segSize)
-		w.lastPayload = *hint
 		if v.ow != nil {
 			// Segments fill up (flushes append in place): take a whole
 			// buffer instead of growing and copying.
@@ -277,9 +240,9 @@ func (v *Volume) allocSeqLocked() uint64 {
 
 // sealLocked closes a stream's open segment and queues it for writing.
 func (v *Volume) sealLocked(kind format.RecordKind) {
-	p, hint := &v.mu.data, &v.mu.dataHint
+	p := &v.mu.data
 	if kind == format.RecordGC {
-		p, hint = &v.mu.gc, &v.mu.gcHint
+		p = &v.mu.gc
 	}
 	w := *p
 	if w == nil {
@@ -287,7 +250,6 @@ func (v *Volume) sealLocked(kind format.RecordKind) {
 	}
 	*p = nil
 	w.closeRecord()
-	*hint = w.lastPayload
 	w.sealed = true
 	if w.tail == 0 {
 		// Never written: forget it (its number is simply skipped).

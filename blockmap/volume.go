@@ -73,14 +73,11 @@ type Volume struct {
 		view    *view
 		retired []*view
 
-		data, gc *segWriter
-		// dataHint and gcHint carry each stream's last record payload
-		// length to its next segment (segWriter.nextHdr).
-		dataHint, gcHint int
-		mem              map[uint64]*segWriter // segments whose bytes are in memory
-		sealQ            []*segWriter
-		sealing          int
-		dirtyBytes       int64
+		data, gc   *segWriter
+		mem        map[uint64]*segWriter // segments whose bytes are in memory
+		sealQ      []*segWriter
+		sealing    int
+		dirtyBytes int64
 
 		nextSeq   uint64
 		replaySeq uint64
@@ -388,7 +385,6 @@ func open(ctx context.Context, store backend.Store, name, snap string, opts *Opt
 	}
 	v.mu.mem = make(map[uint64]*segWriter)
 	v.memMin.Store(math.MaxUint64)
-	v.mu.dataHint, v.mu.gcHint = alignMinPayload, alignMinPayload // streams start aligned
 	v.mu.segs = make(map[uint64]*segMeta)
 	v.mu.snaps = make(map[string]*snapInfo)
 	v.mu.forced = make(map[nodeKey]bool)
