@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lunway/lunway/backend"
@@ -79,5 +81,62 @@ func TestReadHandles(t *testing.T) {
 			}
 		})
 	}
+	wg.Wait()
+}
+
+// TestReadHandlesChurn races many readers over more objects than the
+// store keeps handles for (so hits, misses and evictions interleave)
+// with Puts and Deletes: no read may fail on a handle closed under it,
+// and none may return a version older than the last Put that returned
+// before the read started.
+func TestReadHandlesChurn(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	ctx := t.Context()
+	const objects = 400 // more than the handles kept
+	content := func(i, v int) []byte { return bytes.Repeat([]byte{byte(i), byte(v)}, 256) }
+	var versions [objects]atomic.Int32 // last version whose Put returned
+	for i := range objects {
+		if err := s.Put(ctx, fmt.Sprintf("c/%d", i), content(i, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rounds := 4000
+	if testing.Short() {
+		rounds = 500
+	}
+	var wg sync.WaitGroup
+	for r := range 8 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 1))
+			p := make([]byte, 512)
+			for range rounds {
+				i := rng.IntN(objects)
+				min := versions[i].Load()
+				if _, err := s.ReadAt(ctx, fmt.Sprintf("c/%d", i), p, 0); err != nil {
+					t.Errorf("read c/%d: %v", i, err)
+					return
+				}
+				if p[0] != byte(i) || int32(p[1]) < min {
+					t.Errorf("read c/%d: object %d version %d, want version >= %d", i, p[0], p[1], min)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		rng := rand.New(rand.NewPCG(99, 1))
+		for range rounds / 8 {
+			i := rng.IntN(objects)
+			v := versions[i].Load() + 1
+			if v > 250 {
+				continue
+			}
+			if err := s.Put(ctx, fmt.Sprintf("c/%d", i), content(i, int(v))); err != nil {
+				t.Error(err)
+				return
+			}
+			versions[i].Store(v)
+		}
+	})
 	wg.Wait()
 }
