@@ -59,6 +59,11 @@ type loginState struct {
 	text         pdu.TextAssembler
 }
 
+// testHookLoggedIn, set only by tests, runs when a login has succeeded
+// (the session is registered and the final response sent), before the
+// login deadline is cleared.
+var testHookLoggedIn func(*conn)
+
 // login runs the login phase to full feature phase. On success c.sess,
 // c.params and c.target are set and the final Login Response was sent.
 func (c *conn) login() error {
@@ -97,7 +102,19 @@ func (c *conn) login() error {
 			return ls.fail(err)
 		}
 		if done {
+			if testHookLoggedIn != nil {
+				testHookLoggedIn(c)
+			}
 			c.nc.SetDeadline(time.Time{})
+			// The session became visible (CloseSession, Shutdown) when
+			// it was registered, before this: an abort or drain that
+			// came in between set a deadline the line above cleared.
+			// Set it again, so the read loop sees it at once.
+			if c.ctx.Err() != nil {
+				c.nc.SetDeadline(time.Now())
+			} else if c.draining.Load() {
+				c.nc.SetReadDeadline(time.Now())
+			}
 			return nil
 		}
 	}
