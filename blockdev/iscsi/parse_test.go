@@ -224,6 +224,9 @@ var urlGolden = []struct {
 	{"iscsi:///iqn.x:y/0", Target{}, true},
 	{"iscsi://h/iqn.x:y/0?x=1", Target{}, true},
 	{"iscsi://%zz@h/iqn.x:y/0", Target{}, true},
+	{"iscsi://h/%01/0", Target{}, true},                                      // a control character in the target name
+	{"iscsi://h/iqn.x%20y/0", Target{}, true},                                // a space
+	{"iscsi://h/iqn.x%3Fy/0", Target{Addr: "h:3260", IQN: "iqn.x?y"}, false}, // escaped again by String
 	{"http://h/iqn.x:y/0", Target{}, true},
 	{"volume:/x/y", Target{}, true},
 	{"", Target{}, true},

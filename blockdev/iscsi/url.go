@@ -103,7 +103,8 @@ func ParseURL(s string) (Target, error) {
 		return Target{}, fmt.Errorf("%w: %q: the path must be /target-iqn/lun", ErrURL, redact(s))
 	}
 	t.IQN = parts[0]
-	if len(t.IQN) > MaxNameLen || strings.ContainsAny(t.IQN, " \x00") {
+	if len(t.IQN) > MaxNameLen || strings.IndexFunc(t.IQN, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		// (iSCSI names never hold spaces or control characters.)
 		return Target{}, fmt.Errorf("%w: bad target name %q", ErrURL, t.IQN)
 	}
 	lun, err := strconv.ParseUint(parts[1], 10, 64)
@@ -120,7 +121,7 @@ func (t Target) String() string {
 	if t.User != "" {
 		user = t.User + "@"
 	}
-	return "iscsi://" + user + t.Addr + "/" + t.IQN + "/" + strconv.FormatUint(t.LUN, 10)
+	return "iscsi://" + user + t.Addr + "/" + url.PathEscape(t.IQN) + "/" + strconv.FormatUint(t.LUN, 10)
 }
 
 // validUser reports whether a CHAP user name can be written in a URL:
