@@ -38,33 +38,50 @@ func loginSeed(target string) []byte {
 	return out
 }
 
-// FuzzConn feeds arbitrary bytes to a target connection, from the first
-// login byte on: the server must neither panic nor hang.
-func FuzzConn(f *testing.F) {
-	const target = "iqn.2026-01.io.lunway:fuzz"
-	seed := loginSeed(target)
-	f.Add(seed)
-	f.Add(seed[:len(seed)/2])
-	f.Add(append(append([]byte(nil), seed[:200]...), bytes.Repeat([]byte{0xff}, 100)...))
-	srv, err := NewServer(&Options{LoginTimeout: time.Second, NopInterval: -1, AuthFailureDelay: -1, TMFTimeout: time.Second})
+// pipeTarget returns a server with one target, fuzzTarget, whose LUN 0 is
+// a 1 MiB memory device; the server closes with the test.
+func pipeTarget(tb testing.TB, opts *Options) *Server {
+	tb.Helper()
+	srv, err := NewServer(opts)
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer srv.Close()
-	st := scsi.NewTarget(target, nil)
+	tb.Cleanup(func() { srv.Close() })
+	st := scsi.NewTarget(fuzzTarget, nil)
 	d, _ := mem.New(1<<20, nil)
 	lu, _ := scsi.NewLU(scsi.LUOptions{Device: d})
 	st.AddLU(0, lu)
-	if err := srv.AddTarget(TargetConfig{Name: target, SCSI: st}); err != nil {
-		f.Fatal(err)
+	if err := srv.AddTarget(TargetConfig{Name: fuzzTarget, SCSI: st}); err != nil {
+		tb.Fatal(err)
 	}
+	return srv
+}
+
+// servePipe serves a new connection of srv over a pipe and returns it
+// with the initiator's end.
+func servePipe(srv *Server) (*conn, net.Conn) {
+	a, b := net.Pipe()
+	c := newConn(srv, a, 1)
+	srv.mu.Lock()
+	srv.mu.conns[c] = struct{}{}
+	srv.mu.Unlock()
+	go c.serve()
+	return c, b
+}
+
+// fuzzTarget is the target name of pipeTarget's server.
+const fuzzTarget = "iqn.2026-01.io.lunway:fuzz"
+
+// FuzzConn feeds arbitrary bytes to a target connection, from the first
+// login byte on: the server must neither panic nor hang.
+func FuzzConn(f *testing.F) {
+	seed := loginSeed(fuzzTarget)
+	f.Add(seed)
+	f.Add(seed[:len(seed)/2])
+	f.Add(append(append([]byte(nil), seed[:200]...), bytes.Repeat([]byte{0xff}, 100)...))
+	srv := pipeTarget(f, &Options{LoginTimeout: time.Second, NopInterval: -1, AuthFailureDelay: -1, TMFTimeout: time.Second})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		a, b := net.Pipe()
-		c := newConn(srv, a, 1)
-		srv.mu.Lock()
-		srv.mu.conns[c] = struct{}{}
-		srv.mu.Unlock()
-		go c.serve()
+		c, b := servePipe(srv)
 		go io.Copy(io.Discard, b)
 		b.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		b.Write(in)
@@ -80,29 +97,14 @@ func FuzzConn(f *testing.F) {
 // TestLoginSeed checks that the fuzz seed reaches full feature phase and
 // runs its commands, so that FuzzConn mutates a meaningful stream.
 func TestLoginSeed(t *testing.T) {
-	const target = "iqn.2026-01.io.lunway:fuzz"
-	srv, err := NewServer(&Options{NopInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	st := scsi.NewTarget(target, nil)
-	d, _ := mem.New(1<<20, nil)
-	lu, _ := scsi.NewLU(scsi.LUOptions{Device: d})
-	st.AddLU(0, lu)
-	srv.AddTarget(TargetConfig{Name: target, SCSI: st})
-	a, b := net.Pipe()
-	c := newConn(srv, a, 1)
-	srv.mu.Lock()
-	srv.mu.conns[c] = struct{}{}
-	srv.mu.Unlock()
-	go c.serve()
+	srv := pipeTarget(t, &Options{NopInterval: -1})
+	c, b := servePipe(srv)
 	got := make(chan []byte)
 	go func() {
 		all, _ := io.ReadAll(b)
 		got <- all
 	}()
-	b.Write(loginSeed(target))
+	b.Write(loginSeed(fuzzTarget))
 	out := <-got // the target closes after the logout
 	<-c.done
 	r := pdu.NewReader(bytes.NewReader(out), pdu.Limits{})
