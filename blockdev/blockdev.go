@@ -200,3 +200,31 @@ func (h Health) String() string {
 type HealthReporter interface {
 	Health() Health
 }
+
+// AsyncIO is implemented by Devices whose requests complete on their own,
+// as librbd's do: the caller starts a plain read or write and is told when
+// it is done, so that no goroutine sits waiting for each request. The SCSI
+// layer uses it for READ and for WRITE without FUA; everything else goes
+// through the Device's methods. A Device implementing it bounds the time
+// of every request it starts (its I/O timeout), whatever the backend does.
+type AsyncIO interface {
+	// StartReadAt begins ReadAt(ctx, p, off). It returns false, having
+	// done nothing, when it cannot start the request at once (every
+	// request slot is busy, the range is invalid, the Device is closed);
+	// the caller then uses ReadAt, which waits or reports the error.
+	// Otherwise done.Done is called exactly once, with what ReadAt would
+	// have returned, on any goroutine and possibly before StartReadAt
+	// returns; p belongs to the Device until then. A request whose ctx
+	// ends may be completed early with ctx's error.
+	StartReadAt(ctx context.Context, p []byte, off int64, done Completion) bool
+
+	// StartWriteAt begins WriteAt(ctx, p, off, 0) in the same way. The
+	// Device copies p or keeps it until done.Done is called.
+	StartWriteAt(ctx context.Context, p []byte, off int64, done Completion) bool
+}
+
+// Completion receives the result of a request started through AsyncIO.
+// Done must not block: it runs on the Device's completion goroutine.
+type Completion interface {
+	Done(err error)
+}

@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lunway/lunway/blockdev"
 )
@@ -29,9 +31,10 @@ const (
 	CapCompareAndWrite
 	CapCopyRange
 	CapHealth
+	CapAsyncIO
 )
 
-var capNames = []string{"Unmap", "WriteZeroes", "AllocationStatus", "Resize", "CompareAndWrite", "CopyRange", "Health"}
+var capNames = []string{"Unmap", "WriteZeroes", "AllocationStatus", "Resize", "CompareAndWrite", "CopyRange", "Health", "AsyncIO"}
 
 func (c Caps) String() string {
 	var parts []string
@@ -69,6 +72,9 @@ func Capabilities(d blockdev.Device) Caps {
 	}
 	if _, ok := d.(blockdev.HealthReporter); ok {
 		c |= CapHealth
+	}
+	if _, ok := d.(blockdev.AsyncIO); ok {
+		c |= CapAsyncIO
 	}
 	return c
 }
@@ -140,6 +146,7 @@ func Run(t *testing.T, open func(t *testing.T, sizeBytes int64) blockdev.Device,
 		{"CopyRange", testCopyRange},
 		{"ConcurrentDisjoint", testConcurrentDisjoint},
 		{"ConcurrentOverlapping", testConcurrentOverlapping},
+		{"AsyncIO", testAsyncIO},
 		{"Model", testModel},
 		{"Durability", testDurability},
 	}
@@ -518,6 +525,12 @@ func testClose(t *testing.T, e *env, o *Options) {
 	for op, err := range errs {
 		if !errors.Is(err, blockdev.ErrClosed) {
 			t.Errorf("%s after Close = %v; want ErrClosed", op, err)
+		}
+	}
+	if a, ok := e.d.(blockdev.AsyncIO); ok {
+		var c asyncDone
+		if a.StartReadAt(ctx, make([]byte, bs), 0, &c) || a.StartWriteAt(ctx, make([]byte, bs), 0, &c) {
+			t.Errorf("AsyncIO started a request after Close")
 		}
 	}
 }
@@ -1198,4 +1211,138 @@ func testReadOnly(t *testing.T, d blockdev.Device) {
 		t.Errorf("Info changed: %+v", d.Info())
 	}
 	e.checkAll()
+}
+
+// asyncDone is a Completion that records its calls.
+type asyncDone struct {
+	calls atomic.Int32
+	err   error
+	ch    chan struct{}
+}
+
+func newAsyncDone() *asyncDone { return &asyncDone{ch: make(chan struct{})} }
+
+func (c *asyncDone) Done(err error) {
+	if c.calls.Add(1) == 1 {
+		c.err = err
+		close(c.ch)
+	}
+}
+
+// wait waits for the completion and fails the test on a second one.
+func (c *asyncDone) wait(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case <-c.ch:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: no completion after a minute", what)
+	}
+	if n := c.calls.Load(); n != 1 {
+		t.Fatalf("%s: completed %d times", what, n)
+	}
+	return c.err
+}
+
+// testAsyncIO starts more reads and writes at once than a Device is
+// likely to keep in flight, falling back to the synchronous calls where a
+// start is refused, and checks every completion came exactly once with
+// the data a synchronous call would give.
+func testAsyncIO(t *testing.T, e *env, o *Options) {
+	a, ok := e.d.(blockdev.AsyncIO)
+	if !ok {
+		t.Skip("the Device does not implement AsyncIO")
+	}
+	ctx, bs, size := t.Context(), e.bs, e.info.SizeBytes
+	var c asyncDone
+	for _, r := range rangeCases(bs, size) {
+		if r.n > 1<<20 {
+			continue // no buffer that large
+		}
+		if a.StartReadAt(ctx, make([]byte, r.n), r.off, &c) || a.StartWriteAt(ctx, make([]byte, r.n), r.off, &c) {
+			t.Errorf("started a request of %d bytes at %d (an invalid range)", r.n, r.off)
+		}
+	}
+	if c.calls.Load() != 0 {
+		t.Fatalf("a refused start completed")
+	}
+
+	// Writes: 512 of 1-8 blocks each, disjoint, all started before any
+	// is waited for.
+	const n = 512
+	rng := rand.New(rand.NewPCG(seed(t), 7))
+	span := size / n / bs * bs
+	type req struct {
+		off  int64
+		p    []byte
+		done *asyncDone // nil: started synchronously
+	}
+	reqs := make([]req, n)
+	refused := 0
+	for i := range reqs {
+		r := &reqs[i]
+		r.off = int64(i) * span
+		r.p = pattern(uint64(9000+i), int((1+rng.Int64N(min(8, span/bs)))*bs))
+		r.done = newAsyncDone()
+		if !a.StartWriteAt(ctx, r.p, r.off, r.done) {
+			refused++
+			r.done = nil
+			if err := e.d.WriteAt(ctx, r.p, r.off, 0); err != nil {
+				t.Fatalf("WriteAt after a refused start: %v", err)
+			}
+		}
+	}
+	for i := range reqs {
+		r := &reqs[i]
+		if r.done != nil {
+			if err := r.done.wait(t, fmt.Sprintf("write %d", i)); err != nil {
+				t.Fatalf("write %d of %d bytes at %d: %v", i, len(r.p), r.off, err)
+			}
+		}
+		copy(e.model[r.off:], r.p)
+	}
+	t.Logf("%d of %d writes started asynchronously", n-refused, n)
+	if refused == n {
+		t.Errorf("every write start was refused")
+	}
+	e.checkAll()
+
+	// Reads of the same ranges, and of zeros, the same way.
+	bufs := make([][]byte, n)
+	refused = 0
+	for i := range reqs {
+		r := &reqs[i]
+		bufs[i] = make([]byte, span)
+		r.done = newAsyncDone()
+		if !a.StartReadAt(ctx, bufs[i], r.off, r.done) {
+			refused++
+			r.done = nil
+			if err := e.d.ReadAt(ctx, bufs[i], r.off); err != nil {
+				t.Fatalf("ReadAt after a refused start: %v", err)
+			}
+		}
+	}
+	for i := range reqs {
+		r := &reqs[i]
+		if r.done != nil {
+			if err := r.done.wait(t, fmt.Sprintf("read %d", i)); err != nil {
+				t.Fatalf("read %d of %d bytes at %d: %v", i, span, r.off, err)
+			}
+		}
+		if d := firstDiff(bufs[i], e.model[r.off:r.off+span]); d >= 0 {
+			t.Fatalf("read %d at %d differs at byte %d", i, r.off, d)
+		}
+	}
+	if refused == n {
+		t.Errorf("every read start was refused")
+	}
+	// What was written asynchronously is made durable by Flush like any
+	// other write.
+	if err := e.d.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		if r := reqs[i]; r.done != nil && r.done.calls.Load() != 1 {
+			t.Fatalf("request %d completed %d times", i, r.done.calls.Load())
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lunway/lunway/blockdev"
 	"github.com/lunway/lunway/blockdev/blockdevtest"
@@ -74,13 +75,32 @@ func (i ignoresContext) WriteAt(_ context.Context, p []byte, off int64, f blockd
 	return i.Device.WriteAt(context.Background(), p, off, f)
 }
 
+// asyncTwice completes every asynchronous write twice.
+type asyncTwice struct{ *blockdevtest.AsyncMem }
+
+type twice struct{ c blockdev.Completion }
+
+func (t twice) Done(err error) { t.c.Done(err); t.c.Done(err) }
+
+func (a asyncTwice) StartWriteAt(ctx context.Context, p []byte, off int64, done blockdev.Completion) bool {
+	return a.AsyncMem.StartWriteAt(ctx, p, off, twice{done})
+}
+
+// asyncLost completes asynchronous writes without writing.
+type asyncLost struct{ *blockdevtest.AsyncMem }
+
+func (a asyncLost) StartWriteAt(ctx context.Context, p []byte, off int64, done blockdev.Completion) bool {
+	done.Done(nil)
+	return true
+}
+
 var mutants = []struct {
 	name, subtest string
 	wrap          func(*mem.Device) blockdev.Device
 	opts          blockdevtest.Options
 }{
 	// none is the control: memory "survives" a reopen that keeps the Device.
-	{"none", "", func(d *mem.Device) blockdev.Device { return d },
+	{"none", "", func(d *mem.Device) blockdev.Device { return blockdevtest.NewAsyncMem(d, 64) },
 		blockdevtest.Options{Reopen: func(t *testing.T, d blockdev.Device) blockdev.Device { return d }}},
 	{"unmap-noop", "Unmap", func(d *mem.Device) blockdev.Device { return unmapNoop{base{d}} }, blockdevtest.Options{}},
 	{"miscompare-offset", "CompareAndWrite", func(d *mem.Device) blockdev.Device { return miscompareOffset{base{d}} }, blockdevtest.Options{}},
@@ -88,6 +108,10 @@ var mutants = []struct {
 	{"close-leaky", "Close", func(d *mem.Device) blockdev.Device { return closeLeaky{base{d}} }, blockdevtest.Options{}},
 	{"thin-liar", "Info", func(d *mem.Device) blockdev.Device { return thinLiar{d} }, blockdevtest.Options{}},
 	{"ignores-context", "Context", func(d *mem.Device) blockdev.Device { return ignoresContext{base{d}} }, blockdevtest.Options{}},
+	{"async-twice", "AsyncIO", func(d *mem.Device) blockdev.Device { return asyncTwice{blockdevtest.NewAsyncMem(d, 64)} },
+		blockdevtest.Options{}},
+	{"async-lost", "AsyncIO", func(d *mem.Device) blockdev.Device { return asyncLost{blockdevtest.NewAsyncMem(d, 64)} },
+		blockdevtest.Options{}},
 	{"wrong-caps", "Info", func(d *mem.Device) blockdev.Device { return d },
 		blockdevtest.Options{ExactCaps: true, Caps: blockdevtest.CapUnmap}},
 	{"forgets-on-reopen", "Durability", func(d *mem.Device) blockdev.Device { return d },
@@ -139,4 +163,27 @@ func TestSuiteCatchesMutants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAsyncMem: the test helper with asynchronous I/O is itself a
+// conforming Device, with 8 request slots so that the AsyncIO subtest
+// sees both taken and refused starts.
+func TestAsyncMem(t *testing.T) {
+	newDev := func(t *testing.T, sizeBytes int64, ro bool) blockdev.Device {
+		d, err := mem.New(sizeBytes, &mem.Options{ReadOnly: ro})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := blockdevtest.NewAsyncMem(d, 8)
+		a.SetDelay(100 * time.Microsecond)
+		return a
+	}
+	blockdevtest.Run(t, func(t *testing.T, sizeBytes int64) blockdev.Device {
+		return newDev(t, sizeBytes, false)
+	}, &blockdevtest.Options{
+		OpenReadOnly: func(t *testing.T, sizeBytes int64) blockdev.Device { return newDev(t, sizeBytes, true) },
+		ExactCaps:    true,
+		Caps: blockdevtest.CapUnmap | blockdevtest.CapWriteZeroes | blockdevtest.CapAllocationStatus |
+			blockdevtest.CapResize | blockdevtest.CapCompareAndWrite | blockdevtest.CapAsyncIO,
+	})
 }
