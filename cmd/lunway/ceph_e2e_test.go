@@ -412,50 +412,23 @@ func writeBadKeyring(t *testing.T, dir string) string {
 	return p
 }
 
-// cephUpEnv is the environment for a private cluster's ceph-up.sh: this
-// process's without the shared cluster's settings (test.sh exports its env
-// file: CEPH_CONF, CEPH_KEYRING, ...), plus settings.
-func cephUpEnv(settings ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CEPH_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, settings...)
-}
-
-// startPrivateCeph starts a throwaway single-node cluster in a directory
-// of the test's own, on ports of its own, with extra ceph-up.sh settings,
-// stopped when the test ends; it returns the cluster's directory.
+// startPrivateCeph starts a throwaway single-node cluster (see
+// testenv.PrivateCeph); a radosgw stopped by a test is continued before
+// the cluster is purged, since a stopped process cannot die of SIGTERM.
 func startPrivateCeph(t *testing.T, settings ...string) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ceph")
-	base := 20000 + int(time.Now().UnixNano()%400)*100
-	cmd := exec.Command("bash", "../../deploy/dev/ceph-up.sh", dir)
-	cmd.Env = cephUpEnv(append([]string{
-		"CEPH_MON_V2_PORT=" + strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT=" + strconv.Itoa(freePort(t)),
-		"CEPH_PORT_MIN=" + strconv.Itoa(base), "CEPH_PORT_MAX=" + strconv.Itoa(base+60),
-		"CEPH_MEMSTORE_BYTES=" + strconv.Itoa(1<<30), "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",
-	}, settings...)...)
-	out, err := cmd.CombinedOutput()
+	dir := testenv.PrivateCeph(t, settings...)
 	t.Cleanup(func() {
-		// A stopped radosgw must run again to die of SIGTERM; --fast kills.
 		if pid, err := rgwPID(dir); err == nil {
 			syscall.Kill(pid, syscall.SIGCONT)
 		}
-		exec.Command("bash", "../../deploy/dev/ceph-down.sh", dir, "--purge", "--fast").Run()
 	})
-	if err != nil {
-		t.Fatalf("ceph-up.sh: %v\n%s", err, tail(string(out), 4000))
-	}
 	return dir
 }
 
 // privateCluster starts a throwaway cluster without radosgw.
 func privateCluster(t *testing.T) (cephCluster, string) {
 	t.Helper()
-	testenv.NeedCommand(t, "ceph-osd", "ceph-osd")
 	// A stopped memstore OSD keeps its data only when it unmounts
 	// cleanly, which fast shutdown skips.
 	dir := startPrivateCeph(t, "CEPH_WITH_RGW=0", "CEPH_EXTRA_CONF=osd fast shutdown = false")
@@ -558,7 +531,7 @@ func restartOSD(t *testing.T, dir string, down time.Duration) {
 	t.Logf("OSD stopped")
 	time.Sleep(down)
 	cmd := exec.Command("ceph-osd", "-c", filepath.Join(dir, "ceph.conf"), "-i", "0", "--osd-objectstore", "memstore")
-	cmd.Env = cephUpEnv()
+	cmd.Env = testenv.CephUpEnv()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("restarting the OSD: %v\n%s", err, out)
