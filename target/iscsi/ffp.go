@@ -565,18 +565,29 @@ func (c *conn) dataOut(h *pdu.BHS) error {
 	return nil
 }
 
-// execute runs the task in its own goroutine and sends its response.
+// execute starts the task and sends its response when it is done: a plain
+// read or write on a Device with asynchronous I/O completes from the
+// Device's completion (no goroutine waits for it), anything else runs in
+// a goroutine of its own.
 func (c *conn) execute(t *cmdTask) {
 	if t.buf != nil {
 		t.cmd.DataOut = t.buf[:t.edtl]
 	}
 	c.taskWG.Add(1)
+	if t.task.ExecuteAsync(t) {
+		return
+	}
 	go c.runTask(t)
 }
 
 func (c *conn) runTask(t *cmdTask) {
+	t.TaskDone(t.task.Execute())
+}
+
+// TaskDone implements scsi.Completer: it sends the task's response.
+func (t *cmdTask) TaskDone(res scsi.Result) {
+	c := t.c
 	defer c.taskWG.Done()
-	res := t.task.Execute()
 	if t.buf != nil {
 		c.srv.pool.put(t.buf)
 		t.buf = nil

@@ -55,6 +55,22 @@ func (l *rangeLock) lock(ctx context.Context, off, length int64, exclusive bool)
 	}
 }
 
+// tryLock takes [off, off+length) shared if no exclusive holder overlaps
+// it, without waiting. It returns the id to unlock, or 0.
+func (l *rangeLock) tryLock(off, length int64) uint64 {
+	end := off + length
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, h := range l.held {
+		if h.off < end && off < h.end && h.exclusive {
+			return 0
+		}
+	}
+	l.nextID++
+	l.held = append(l.held, heldRange{id: l.nextID, off: off, end: end})
+	return l.nextID
+}
+
 func (l *rangeLock) unlock(id uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

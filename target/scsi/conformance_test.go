@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lunway/lunway/blockdev"
+	"github.com/lunway/lunway/blockdev/blockdevtest"
+	"github.com/lunway/lunway/blockdev/mem"
 	"github.com/lunway/lunway/internal/testenv"
 	"github.com/lunway/lunway/target/iscsitest"
 )
@@ -91,14 +94,31 @@ func TestLibiscsiConformance(t *testing.T) {
 	for _, geo := range []struct {
 		name      string
 		blockSize int
-	}{{"512", 512}, {"4096", 4096}} {
+		async     bool // the LU's Device has AsyncIO (as an RBD image's has)
+	}{{"512", 512, false}, {"4096", 4096, false}, {"512-async", 512, true}} {
 		t.Run(geo.name, func(t *testing.T) {
 			if raceEnabled && geo.blockSize != 512 {
 				// Under the race detector one geometry is enough (the
 				// data-heavy suites take minutes); -race=false runs both.
 				t.Skip("one geometry under -race")
 			}
-			s := iscsitest.Start(t, &iscsitest.Options{BlockSize: geo.blockSize})
+			opts := &iscsitest.Options{BlockSize: geo.blockSize}
+			var aio *blockdevtest.AsyncMem
+			if geo.async {
+				opts.Wrap = func(_ int, d blockdev.Device) blockdev.Device {
+					aio = blockdevtest.NewAsyncMem(d.(*mem.Device), 16)
+					return aio
+				}
+			}
+			s := iscsitest.Start(t, opts)
+			if aio != nil {
+				defer func() {
+					t.Logf("asynchronous Device requests: %d started, %d refused", aio.Started.Load(), aio.Refused.Load())
+					if aio.Started.Load() == 0 {
+						t.Error("no request went through AsyncIO")
+					}
+				}()
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, cu, "--dataloss", "--test=SCSI",
@@ -123,7 +143,7 @@ func TestLibiscsiConformance(t *testing.T) {
 					c = &counts{}
 					families[r.suite] = c
 				}
-				key := r.suite + "." + r.test + "/" + geo.name
+				key := r.suite + "." + r.test + "/" + strings.TrimSuffix(geo.name, "-async")
 				switch {
 				case !r.passed:
 					c.fail++

@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/lunway/lunway/blockdev"
 )
@@ -32,6 +33,16 @@ type request struct {
 	// xfer is the transfer length the CDB calls for, in bytes, once known;
 	// failures carry it so the transport can report residuals.
 	xfer uint32
+
+	// A task started by ExecuteAsync: the request lives until the
+	// Device's completion.
+	task   *Task
+	done   Completer
+	start  time.Time
+	read   bool
+	buf    []byte // a read's data
+	bufRel func() // gives buf back to the pool
+	lockID uint64 // a write's range lock, 0 for none
 }
 
 // fail ends the command with CHECK CONDITION and s.
@@ -75,47 +86,65 @@ func (t *Target) dispatch(ctx context.Context, lu *LU, cmd *Command) Result {
 	if lu == nil {
 		return t.noLU(cmd, op)
 	}
+	r := t.newRequest(ctx, lu, cmd, op)
+	defer t.freeRequest(r)
+	if res, ok := r.admit(saUnknown); !ok {
+		return res
+	}
+	return r.op.handle(r)
+}
+
+// newRequest takes a request from the target's pool.
+func (t *Target) newRequest(ctx context.Context, lu *LU, cmd *Command, op *opInfo) *request {
 	r, _ := t.reqs.Get().(*request)
 	if r == nil {
 		r = new(request)
 	}
-	*r = request{ctx: ctx, t: t, lu: lu, cmd: cmd, cdb: cdb, op: op, desc: lu.mode.dsense.Load()}
-	defer func() {
-		*r = request{}
-		t.reqs.Put(r)
-	}()
-	r.ns = lu.nexusState(cmd.Nexus)
+	*r = request{ctx: ctx, t: t, lu: lu, cmd: cmd, cdb: cmd.CDB, op: op, desc: lu.mode.dsense.Load()}
+	return r
+}
+
+func (t *Target) freeRequest(r *request) {
+	*r = request{}
+	t.reqs.Put(r)
+}
+
+// admit runs the checks of dispatch from the unit attention on. When it
+// returns false the command ends with res.
+func (r *request) admit(saUnknown bool) (res Result, ok bool) {
+	lu, op := r.lu, r.op
+	r.ns = lu.nexusState(r.cmd.Nexus)
 	if op == nil || !op.noUA {
 		if code, ok := r.ns.takeUA(); ok {
-			return r.fail(senseData{key: senseUnitAttention, asc: code})
+			return r.fail(senseData{key: senseUnitAttention, asc: code}), false
 		}
 	}
 	if op != nil && op.supported != nil && !op.supported(lu) {
 		if op.hasSA {
 			saUnknown = true
 		}
-		op = nil
+		op, r.op = nil, nil
 	}
 	if op == nil {
 		if saUnknown {
-			return r.fail(invalidCDB(1, 4))
+			return r.fail(invalidCDB(1, 4)), false
 		}
-		return r.fail(illegal(ascInvalidOpcode))
+		return r.fail(illegal(ascInvalidOpcode)), false
 	}
-	if len(cdb) < op.cdbLen() {
-		return r.fail(invalidCDB(len(cdb)-1, -1))
+	if len(r.cdb) < op.cdbLen() {
+		return r.fail(invalidCDB(len(r.cdb)-1, -1)), false
 	}
-	r.cdb = cdb[:op.cdbLen()]
+	r.cdb = r.cdb[:op.cdbLen()]
 	if s, ok := op.checkReserved(r.cdb); !ok {
-		return r.fail(s)
+		return r.fail(s), false
 	}
-	if t.alua != nil {
-		if s, ok := t.alua.allows(cmd.Nexus, op.alua); !ok {
-			return r.fail(s)
+	if a := r.t.alua; a != nil {
+		if s, ok := a.allows(r.cmd.Nexus, op.alua); !ok {
+			return r.fail(s), false
 		}
 	}
 	if lu.pr.conflicts(r) {
-		return Result{Status: StatusReservationConflict}
+		return Result{Status: StatusReservationConflict}, false
 	}
 	r.info = lu.dev.Info()
 	if size := r.info.SizeBytes; size != lu.sizeSeen.Load() {
@@ -125,7 +154,7 @@ func (t *Target) dispatch(ctx context.Context, lu *LU, cmd *Command) Result {
 			lu.broadcastUA(r.ns, ascCapacityChanged)
 		}
 	}
-	return op.handle(r)
+	return Result{}, true
 }
 
 // noLU answers a command addressed to a LUN without a logical unit

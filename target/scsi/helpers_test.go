@@ -91,7 +91,7 @@ func runCmd(tg *Target, n *Nexus, lun uint64, cdb []byte, out []byte, attr TaskA
 	cmd := &Command{Nexus: n, LUN: lun, CDB: full, Tag: 1, Attr: attr, DataOut: out,
 		ExpectedLen: uint32(len(out)), Write: out != nil, Read: out == nil}
 	task := tg.Begin(context.Background(), cmd)
-	res := task.Execute()
+	res := execute(task)
 	res.Data = bytes.Clone(res.Data)
 	rel := res.release
 	res.release = nil
@@ -100,6 +100,32 @@ func runCmd(tg *Target, n *Nexus, lun uint64, cdb []byte, out []byte, attr TaskA
 	}
 	task.End()
 	return res
+}
+
+// execute runs task as a transport does: through ExecuteAsync when the
+// command and the Device allow it (an LU over blockdevtest.AsyncMem), with
+// Execute otherwise.
+func execute(task *Task) Result {
+	c := &chanCompleter{ch: make(chan Result, 2)}
+	if !task.ExecuteAsync(c) {
+		return task.Execute()
+	}
+	res := <-c.ch
+	if c.n.Load() != 1 {
+		panic("ExecuteAsync completed more than once")
+	}
+	return res
+}
+
+// chanCompleter is a Completer that sends the Result on ch.
+type chanCompleter struct {
+	n  atomic.Int32
+	ch chan Result
+}
+
+func (c *chanCompleter) TaskDone(res Result) {
+	c.n.Add(1)
+	c.ch <- res
 }
 
 // ready clears the power-on unit attention of n.

@@ -108,6 +108,7 @@ type LU struct {
 	lbaStatus blockdev.AllocationStatuser
 	caw       blockdev.CompareAndWriter
 	copier    blockdev.CopyRanger
+	aio       blockdev.AsyncIO
 
 	mode   modeState
 	stats  luStats
@@ -184,6 +185,7 @@ func NewLU(opts LUOptions) (*LU, error) {
 	lu.lbaStatus, _ = lu.dev.(blockdev.AllocationStatuser)
 	lu.caw, _ = lu.dev.(blockdev.CompareAndWriter)
 	lu.copier, _ = lu.dev.(blockdev.CopyRanger)
+	lu.aio, _ = lu.dev.(blockdev.AsyncIO)
 	lu.mode.setDefaults()
 	lu.tasks.init()
 	lu.ranges.init()

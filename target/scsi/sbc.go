@@ -67,19 +67,9 @@ func (r *request) read16() Result {
 // doRead reads n blocks at lba into a pooled buffer. lenField is the CDB
 // offset of the TRANSFER LENGTH field, for the sense field pointer.
 func (r *request) doRead(lba uint64, n uint32, lenField int) Result {
-	if r.cdb[0] != 0x08 && r.cdb[1]>>5 != 0 { // RDPROTECT: no protection information
-		return r.fail(invalidCDB(1, 7))
-	}
-	off, length, s, ok := r.checkRange(lba, uint64(n))
+	off, length, res, ok := r.readArgs(lba, n, lenField)
 	if !ok {
-		return r.fail(s)
-	}
-	if n > r.lu.lim.maxTransfer {
-		return r.fail(invalidCDB(lenField, -1))
-	}
-	r.xfer = uint32(length)
-	if length == 0 {
-		return Result{}
+		return res
 	}
 	buf, rel := r.lu.pool.get(int(length))
 	if err := r.lu.dev.ReadAt(r.ctx, buf, off); err != nil {
@@ -89,6 +79,26 @@ func (r *request) doRead(lba uint64, n uint32, lenField int) Result {
 		return r.failErr(err)
 	}
 	return Result{Data: buf, TransferLen: uint32(length), release: rel}
+}
+
+// readArgs validates a read of n blocks at lba. When it returns false the
+// command ends with res (an error, or GOOD for a zero length).
+func (r *request) readArgs(lba uint64, n uint32, lenField int) (off, length int64, res Result, ok bool) {
+	if r.cdb[0] != 0x08 && r.cdb[1]>>5 != 0 { // RDPROTECT: no protection information
+		return 0, 0, r.fail(invalidCDB(1, 7)), false
+	}
+	off, length, s, ok := r.checkRange(lba, uint64(n))
+	if !ok {
+		return 0, 0, r.fail(s), false
+	}
+	if n > r.lu.lim.maxTransfer {
+		return 0, 0, r.fail(invalidCDB(lenField, -1)), false
+	}
+	r.xfer = uint32(length)
+	if length == 0 {
+		return 0, 0, Result{}, false
+	}
+	return off, length, Result{}, true
 }
 
 func (r *request) write6() Result {
@@ -127,30 +137,9 @@ func lbaLen(cdb []byte) (lba uint64, n uint32, lenField int) {
 
 // doWrite writes n blocks at lba from the data-out buffer.
 func (r *request) doWrite(lba uint64, n uint32, lenField int, fua bool) Result {
-	if r.cdb[0] != 0x0a && r.cdb[1]>>5 != 0 { // WRPROTECT
-		return r.fail(invalidCDB(1, 7))
-	}
-	off, length, s, ok := r.checkRange(lba, uint64(n))
+	off, length, res, ok := r.writeArgs(lba, n, lenField)
 	if !ok {
-		return r.fail(s)
-	}
-	if n > r.lu.lim.maxTransfer {
-		return r.fail(invalidCDB(lenField, -1))
-	}
-	r.xfer = uint32(length)
-	if s, ok := r.writeProtected(); ok {
-		return r.fail(s)
-	}
-	if int64(len(r.cmd.DataOut)) < length {
-		// The initiator sent less than the CDB asks for (iSCSI expected
-		// data transfer length < transfer length): write the whole
-		// blocks it did send; the transport reports the overflow
-		// residual (SAM-5 5.4.2, RFC 7143 11.4.5.2).
-		bs := int64(r.info.LogicalBlockSize)
-		length = int64(len(r.cmd.DataOut)) / bs * bs
-	}
-	if length == 0 {
-		return Result{TransferLen: r.xfer}
+		return res
 	}
 	unlock := r.lu.lockWrite(r.ctx, off, length)
 	if unlock == nil {
@@ -162,6 +151,38 @@ func (r *request) doWrite(lba uint64, n uint32, lenField int, fua bool) Result {
 		return r.failErr(err)
 	}
 	return Result{TransferLen: r.xfer}
+}
+
+// writeArgs validates a write of n blocks at lba and returns the range
+// the data-out buffer covers. When it returns false the command ends with
+// res (an error, or GOOD when there is nothing to write).
+func (r *request) writeArgs(lba uint64, n uint32, lenField int) (off, length int64, res Result, ok bool) {
+	if r.cdb[0] != 0x0a && r.cdb[1]>>5 != 0 { // WRPROTECT
+		return 0, 0, r.fail(invalidCDB(1, 7)), false
+	}
+	off, length, s, ok := r.checkRange(lba, uint64(n))
+	if !ok {
+		return 0, 0, r.fail(s), false
+	}
+	if n > r.lu.lim.maxTransfer {
+		return 0, 0, r.fail(invalidCDB(lenField, -1)), false
+	}
+	r.xfer = uint32(length)
+	if s, ok := r.writeProtected(); ok {
+		return 0, 0, r.fail(s), false
+	}
+	if int64(len(r.cmd.DataOut)) < length {
+		// The initiator sent less than the CDB asks for (iSCSI expected
+		// data transfer length < transfer length): write the whole
+		// blocks it did send; the transport reports the overflow
+		// residual (SAM-5 5.4.2, RFC 7143 11.4.5.2).
+		bs := int64(r.info.LogicalBlockSize)
+		length = int64(len(r.cmd.DataOut)) / bs * bs
+	}
+	if length == 0 {
+		return 0, 0, Result{TransferLen: r.xfer}, false
+	}
+	return off, length, Result{}, true
 }
 
 // WRITE AND VERIFY (10/12/16): the data is written with FUA, so that it is
