@@ -38,6 +38,16 @@ type slot struct {
 	done  chan int64 // the result (or timedOut), for a waiting caller
 	buf   cbuf       // the request's data, C memory, kept across requests up to slotBufKeep
 	start atomic.Int64
+
+	// The request's asynchronous part (StartReadAt, StartWriteAt): set
+	// under mu by the submitter before begin; read by the dispatcher once
+	// it completed the request and by the watchdog under mu. A request
+	// with a nil cb has a caller waiting on done.
+	mu  sync.Mutex
+	cb  blockdev.Completion
+	ctx context.Context
+	out []byte // a read's destination
+	off int64
 }
 
 // begin marks the slot waiting for a new request.
@@ -121,6 +131,7 @@ var (
 	_ blockdev.AllocationStatuser = (*Device)(nil)
 	_ blockdev.Resizer            = (*Device)(nil)
 	_ blockdev.HealthReporter     = (*Device)(nil)
+	_ blockdev.AsyncIO            = (*Device)(nil)
 )
 
 // Open connects to the cluster and opens the image opts names (creating
@@ -333,10 +344,17 @@ func (d *Device) dispatch() {
 		for i := range n {
 			s := &d.slots[idx[i]]
 			if s.cas(slotWaiting, slotCompleted) {
-				s.done <- rets[i]
+				if s.cb != nil {
+					d.complete(idx[i], rets[i])
+				} else {
+					s.done <- rets[i]
+				}
 				continue
 			}
-			// The caller gave up on it: account and recycle.
+			// The caller gave up on it (or the watchdog did, for an
+			// asynchronous request: wait until it has read the slot).
+			s.mu.Lock()
+			s.mu.Unlock() //nolint:staticcheck // an ordering point, not a critical section
 			d.noteResult(rets[i])
 			d.release(idx[i])
 		}
@@ -374,18 +392,48 @@ func (d *Device) watch() {
 			if uint32(w) != slotWaiting {
 				continue
 			}
-			// start is this request's or a later one's; if later, the
-			// CAS fails on the count.
-			if st := s.start.Load(); st == 0 || st > limit {
-				continue
-			}
-			if s.state.CompareAndSwap(w, w&^math.MaxUint32|uint64(slotAbandoned)) {
-				// The caller takes this instead of the result; the
-				// dispatcher recycles the slot when librbd completes.
-				s.done <- timedOut
-			}
+			d.expire(s, w, limit)
 		}
 	}
+}
+
+// expire abandons s's request, which was in state w when the watchdog
+// looked, if it outlived limit (or, asynchronous, its context ended).
+func (d *Device) expire(s *slot, w uint64, limit int64) {
+	s.mu.Lock()
+	// start is this request's or a later one's; if later, the CAS fails
+	// on the count. Under mu, cb and ctx are those of the request the
+	// CAS names, if it succeeds.
+	cb, ctx := s.cb, s.ctx
+	expired := false
+	if st := s.start.Load(); st != 0 && st <= limit {
+		expired = true
+	}
+	var err error
+	if !expired && cb != nil && ctx != nil {
+		err = ctx.Err()
+	}
+	if !expired && err == nil || !s.state.CompareAndSwap(w, w&^math.MaxUint32|uint64(slotAbandoned)) {
+		s.mu.Unlock()
+		return
+	}
+	off, n, op := s.off, int64(s.buf.n), "write"
+	if s.out != nil {
+		op = "read"
+	}
+	s.mu.Unlock()
+	// The dispatcher recycles the slot when librbd completes.
+	if cb == nil {
+		s.done <- timedOut // the waiting caller takes this instead
+		return
+	}
+	if expired {
+		d.stats.timeouts.Add(1)
+		d.lastFail.Store(time.Now().UnixNano())
+		err = timeoutError(op, off, n, d.opts.IOTimeout)
+	}
+	d.mu.RUnlock()
+	cb.Done(err)
 }
 
 func (d *Device) noteResult(ret int64) {
@@ -429,6 +477,9 @@ func (d *Device) do(ctx context.Context, op string, kind int, off, n int64, data
 	case out != nil:
 		s.buf.ensure(len(out))
 	}
+	s.mu.Lock()
+	s.cb, s.ctx, s.out, s.off = nil, nil, nil, off
+	s.mu.Unlock()
 	// The watchdog counts from admission, so a wait for a slot counts.
 	s.start.Store(admitted.UnixNano())
 	s.begin()
@@ -486,6 +537,94 @@ func (d *Device) fail(op string, off, n int64, e syscall.Errno) error {
 		}
 	}
 	return err
+}
+
+// StartReadAt implements blockdev.AsyncIO: the read is submitted at once
+// and completed by the dispatcher, so that no goroutine waits for it.
+func (d *Device) StartReadAt(ctx context.Context, p []byte, off int64, done blockdev.Completion) bool {
+	return d.start(ctx, kindRead, p, off, done)
+}
+
+// StartWriteAt implements blockdev.AsyncIO.
+func (d *Device) StartWriteAt(ctx context.Context, p []byte, off int64, done blockdev.Completion) bool {
+	return d.start(ctx, kindWrite, p, off, done)
+}
+
+// start submits a read or write whose completion goes to done. It refuses
+// (returns false) whatever would make the synchronous call wait or fail
+// before the request reaches librbd: a closing or closed device, a bad
+// range, no idle slot, an ended context.
+func (d *Device) start(ctx context.Context, kind int, p []byte, off int64, done blockdev.Completion) bool {
+	write := kind == kindWrite
+	n := int64(len(p))
+	if n == 0 || ctx.Err() != nil || !d.mu.TryRLock() {
+		return false
+	}
+	if d.mu.closed || write && d.opts.ReadOnly || blockdev.CheckRange(d.Info(), off, n) != nil {
+		d.mu.RUnlock()
+		return false
+	}
+	var i uint32
+	select {
+	case i = <-d.free:
+	default:
+		d.mu.RUnlock()
+		return false
+	}
+	s := &d.slots[i]
+	s.buf.ensure(len(p))
+	s.mu.Lock()
+	s.cb, s.ctx, s.off = done, ctx, off
+	if write {
+		copy(s.buf.bytes(), p)
+		s.out = nil
+	} else {
+		s.out = p
+	}
+	s.mu.Unlock()
+	s.start.Store(time.Now().UnixNano())
+	s.begin()
+	if e := d.q.submit(d.img, i, kind, off, n, s.buf.p, nil, 0); e != 0 {
+		// Nothing reached the image: the synchronous call retries and
+		// reports what fails.
+		d.release(i)
+		d.mu.RUnlock()
+		return false
+	}
+	if write {
+		d.stats.writes.Add(1)
+		d.stats.writeBytes.Add(n)
+	} else {
+		d.stats.reads.Add(1)
+		d.stats.readBytes.Add(n)
+	}
+	return true
+}
+
+// complete ends an asynchronous request the dispatcher received ret for.
+func (d *Device) complete(i uint32, ret int64) {
+	s := &d.slots[i]
+	s.mu.Lock() // the watchdog may be looking
+	cb, out, off, n := s.cb, s.out, s.off, int64(s.buf.n)
+	s.cb, s.ctx, s.out = nil, nil, nil
+	s.mu.Unlock()
+	if ret >= 0 && out != nil {
+		got := copy(out, s.buf.bytes()[:min(int64(ret), n)])
+		clear(out[got:]) // reads inside the image are never short; be safe anyway
+	}
+	d.release(i)
+	d.noteResult(ret)
+	var err error
+	if out == nil {
+		d.writeGen.Add(1)
+		if ret < 0 {
+			err = d.fail("write", off, n, syscall.Errno(-ret))
+		}
+	} else if ret < 0 {
+		err = d.fail("read", off, n, syscall.Errno(-ret))
+	}
+	d.mu.RUnlock()
+	cb.Done(err)
 }
 
 // ReadAt implements blockdev.Device.

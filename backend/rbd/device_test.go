@@ -79,7 +79,7 @@ func TestCephConformance(t *testing.T) {
 				},
 				ExactCaps: true,
 				Caps: blockdevtest.CapUnmap | blockdevtest.CapWriteZeroes | blockdevtest.CapAllocationStatus |
-					blockdevtest.CapResize | blockdevtest.CapHealth,
+					blockdevtest.CapResize | blockdevtest.CapHealth | blockdevtest.CapAsyncIO,
 			})
 		})
 	}
