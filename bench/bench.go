@@ -141,84 +141,134 @@ func Run(ctx context.Context, s *initiator.Session, lun uint64, w Workload) (Res
 	if slots < int64(w.QueueDepth) {
 		return Result{}, fmt.Errorf("bench: LUN too small for %d x %d bytes", w.QueueDepth, w.BlockSize)
 	}
-	var (
-		ops, errs atomic.Int64
-		mu        sync.Mutex
-		lats      []time.Duration
-		wg        sync.WaitGroup
-		firstErr  error
-	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// One goroutine keeps QueueDepth commands in flight: the session's
+	// reader hands each completion over a channel and the loop below starts
+	// the slot's next command, as an event-driven initiator (libiscsi)
+	// does. A goroutine per slot would cost the initiator a wake-up per
+	// command, CPU that the target under test shares on a small machine.
+	type slotState struct {
+		rng  *rand.Rand
+		buf  []byte
+		cdb  []byte
+		next int64 // sequential: the next slot of the stripe
+		t0   time.Time
+		done func(*initiator.Result, error)
+		end  time.Time
+		res  *initiator.Result
+		err  error
+	}
 	// Buffers are filled before the clock starts.
 	seed := uint64(time.Now().UnixNano())
-	bufs := make([][]byte, w.QueueDepth)
-	rngs := make([]*rand.Rand, w.QueueDepth)
-	for q := range bufs {
-		rngs[q] = rand.New(rand.NewPCG(uint64(q), seed))
-		bufs[q] = make([]byte, w.BlockSize)
-		for i := 0; i+8 <= len(bufs[q]); i += 8 {
-			binary.LittleEndian.PutUint64(bufs[q][i:], rngs[q].Uint64())
+	stripe := slots / int64(w.QueueDepth)
+	compl := make(chan int, w.QueueDepth)
+	st := make([]slotState, w.QueueDepth)
+	for q := range st {
+		x := &st[q]
+		x.rng = rand.New(rand.NewPCG(uint64(q), seed))
+		x.buf = make([]byte, w.BlockSize)
+		for i := 0; i+8 <= len(x.buf); i += 8 {
+			binary.LittleEndian.PutUint64(x.buf[i:], x.rng.Uint64())
+		}
+		x.cdb = make([]byte, 16)
+		// Sequential slots: stripe q of QueueDepth equal stripes.
+		x.next = int64(q) * stripe
+		x.done = func(res *initiator.Result, err error) {
+			x.end, x.res, x.err = time.Now(), res, err
+			compl <- q // never blocks: a slot has one command in flight
 		}
 	}
+	issue := func(q int) error {
+		x := &st[q]
+		var slot int64
+		if w.Random {
+			slot = x.rng.Int64N(slots)
+		} else {
+			slot = x.next
+			if x.next++; x.next >= int64(q+1)*stripe {
+				x.next = int64(q) * stripe
+			}
+		}
+		lba := uint64(slot) * uint64(w.BlockSize/bs)
+		read := w.ReadPercent >= 100 || (w.ReadPercent > 0 && x.rng.IntN(100) < w.ReadPercent)
+		cmd := &initiator.Command{LUN: lun, CDB: x.cdb}
+		clear(x.cdb)
+		binary.BigEndian.PutUint64(x.cdb[2:], lba)
+		binary.BigEndian.PutUint32(x.cdb[10:], uint32(w.BlockSize/bs))
+		if read {
+			x.cdb[0] = 0x88 // READ (16)
+			cmd.Read, cmd.ReadBuf = true, x.buf
+		} else {
+			x.cdb[0] = 0x8a // WRITE (16)
+			binary.LittleEndian.PutUint64(x.buf, x.rng.Uint64())
+			cmd.Write, cmd.Data = true, x.buf
+		}
+		x.t0 = time.Now()
+		return s.StartFunc(ctx, cmd, x.done)
+	}
+	var (
+		ops, errs int64
+		lats      = make([]time.Duration, 0, 1<<16)
+		firstErr  error
+		inflight  int
+	)
 	start := time.Now()
 	deadline := start.Add(w.Duration)
-	for q := 0; q < w.QueueDepth; q++ {
-		wg.Add(1)
-		go func(q int) {
-			defer wg.Done()
-			rng, buf := rngs[q], bufs[q]
-			// Sequential slots: stripe q of QueueDepth equal stripes.
-			stripe := slots / int64(w.QueueDepth)
-			next := int64(q) * stripe
-			local := make([]time.Duration, 0, 1024)
-			// Every slot completes at least one I/O, however loaded the machine.
-			for first := true; (first || time.Now().Before(deadline)) && ctx.Err() == nil; first = false {
-				var slot int64
-				if w.Random {
-					slot = rng.Int64N(slots)
-				} else {
-					slot = next
-					if next++; next >= int64(q+1)*stripe {
-						next = int64(q) * stripe
-					}
-				}
-				lba := uint64(slot) * uint64(w.BlockSize/bs)
-				read := w.ReadPercent >= 100 || (w.ReadPercent > 0 && rng.IntN(100) < w.ReadPercent)
-				t0 := time.Now()
-				var res *initiator.Result
-				var err error
-				if read {
-					res, err = s.Read16(ctx, lun, lba, bs, buf)
-				} else {
-					binary.LittleEndian.PutUint64(buf, rng.Uint64())
-					res, err = s.Write16(ctx, lun, lba, bs, buf, false)
-				}
-				if err == nil {
-					err = res.Err()
-				}
-				if err != nil {
-					if ctx.Err() != nil {
-						break
-					}
-					errs.Add(1)
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-					break
-				}
-				local = append(local, time.Since(t0))
-				ops.Add(1)
-			}
-			mu.Lock()
-			lats = append(lats, local...)
-			mu.Unlock()
-		}(q)
+	// Every slot completes at least one I/O, however loaded the machine.
+	for q := range st {
+		if err := issue(q); err != nil {
+			firstErr = err
+			break
+		}
+		inflight++
 	}
-	wg.Wait()
+	// complete accounts for slot q's command and starts its next one.
+	complete := func(q int) {
+		inflight--
+		x := &st[q]
+		err := x.err
+		if err == nil {
+			err = x.res.Err()
+		}
+		if err != nil {
+			errs++
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
+		}
+		lats = append(lats, x.end.Sub(x.t0))
+		ops++
+		if firstErr == nil && time.Now().Before(deadline) {
+			if err := issue(q); err != nil {
+				firstErr = err
+				return
+			}
+			inflight++
+		}
+	}
+	for inflight > 0 {
+		select {
+		case q := <-compl:
+			// The next commands of every completion at hand go out
+			// in one write.
+			s.Cork()
+			complete(q)
+			for more := true; more; {
+				select {
+				case q := <-compl:
+					complete(q)
+				default:
+					more = false
+				}
+			}
+			s.Uncork()
+		case <-ctx.Done():
+			if firstErr == nil {
+				firstErr = ctx.Err()
+			}
+			inflight = 0
+		}
+	}
 	elapsed := time.Since(start)
 	if firstErr != nil {
 		return Result{}, fmt.Errorf("bench: %s: %w", w.Name, firstErr)
@@ -230,13 +280,13 @@ func Run(ctx context.Context, s *initiator.Session, lun uint64, w Workload) (Res
 		}
 		return lats[min(len(lats)-1, int(p*float64(len(lats))))]
 	}
-	n := ops.Load()
+	n := ops
 	return Result{
 		Workload: w.Name, Ops: n, Bytes: n * int64(w.BlockSize), Elapsed: elapsed,
 		IOPS:  float64(n) / elapsed.Seconds(),
 		MiBps: float64(n) * float64(w.BlockSize) / elapsed.Seconds() / (1 << 20),
 		P50:   pct(0.50), P99: pct(0.99), P999: pct(0.999),
-		Errors: errs.Load(), QueueDepth: w.QueueDepth, BlockSize: w.BlockSize,
+		Errors: errs, QueueDepth: w.QueueDepth, BlockSize: w.BlockSize,
 	}, nil
 }
 

@@ -106,6 +106,27 @@ func (s *Session) Do(ctx context.Context, cmd *Command) (*Result, error) {
 
 // Start sends a command and returns without waiting for its result.
 func (s *Session) Start(ctx context.Context, cmd *Command) (*Pending, error) {
+	return s.start(ctx, cmd, nil)
+}
+
+// StartFunc sends a command and returns; done is called with its result
+// (and an error when the session ended first) exactly once, on the
+// session's reader goroutine (or the one that ends the session). done
+// must not block: it may hand the result to another goroutine, which may
+// start the next command. This is how an event-driven initiator (libiscsi,
+// which QEMU uses) keeps many commands in flight without a goroutine
+// waiting for each. When StartFunc returns an error (ctx ended while the
+// command waited for the CmdSN window, the session had ended), the command
+// was not sent and done is not called.
+func (s *Session) StartFunc(ctx context.Context, cmd *Command, done func(*Result, error)) error {
+	if done == nil {
+		return errors.New("initiator: StartFunc without a done function")
+	}
+	_, err := s.start(ctx, cmd, done)
+	return err
+}
+
+func (s *Session) start(ctx context.Context, cmd *Command, cb func(*Result, error)) (*Pending, error) {
 	if len(cmd.CDB) < 6 || len(cmd.CDB) > pdu.MaxCDBLength {
 		return nil, fmt.Errorf("initiator: CDB length %d", len(cmd.CDB))
 	}
@@ -124,7 +145,7 @@ func (s *Session) Start(ctx context.Context, cmd *Command) (*Pending, error) {
 	if itt == 0 {
 		itt = s.nextITT()
 	}
-	r := &request{itt: itt, cmd: cmd, isSCSI: true, res: &Result{ITT: itt}}
+	r := &request{itt: itt, cmd: cmd, isSCSI: true, res: &Result{ITT: itt}, cb: cb}
 	if cmd.Read {
 		r.buf = cmd.ReadBuf
 		if uint32(len(r.buf)) < edtl {
@@ -167,14 +188,11 @@ func (s *Session) Start(ctx context.Context, cmd *Command) (*Pending, error) {
 	if err := s.register(r); err != nil {
 		return nil, err
 	}
-	after := func() error {
-		r.res.CmdSN = b.Word(24)
-		if unsol > uint32(len(imm)) {
-			return s.sendUnsolicited(r, uint32(len(imm)), unsol)
-		}
-		return nil
+	var after func() error
+	if unsol > uint32(len(imm)) {
+		after = func() error { return s.sendUnsolicited(r, uint32(len(imm)), unsol) }
 	}
-	if err := s.send(ctx, &b, ahs, imm, after); err != nil {
+	if err := s.send(ctx, &b, ahs, imm, &r.res.CmdSN, after); err != nil {
 		s.forget(r)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, err

@@ -32,8 +32,24 @@ type Session struct {
 	params      pdu.Params
 	answers     []pdu.KV
 
-	wmu     sync.Mutex // serializes writes to nc
-	orderMu sync.Mutex // keeps CmdSN assignment and sending in order
+	orderMu sync.Mutex // keeps CmdSN assignment and queueing in order
+
+	// out is the write side after login: PDUs are queued in order and
+	// written by the sender that finds no write running, together with
+	// whatever others queued meanwhile, in one writev; while corked they
+	// wait for Uncork. Commands started together thus share system calls
+	// (on loopback each write also runs the receiver's TCP processing).
+	out struct {
+		sync.Mutex
+		cond    *sync.Cond // broadcast when written advances or err is set
+		q       net.Buffers
+		spare   net.Buffers
+		writing bool
+		corked  bool
+		queued  uint64 // PDUs (or raw writes) queued so far
+		written uint64 // of which written
+		err     error
+	}
 
 	mu struct {
 		sync.Mutex
@@ -68,8 +84,19 @@ type request struct {
 	lun    [8]byte
 	resp   chan *pdu.PDU // non-SCSI responses
 	done   chan struct{}
+	cb     func(*Result, error) // instead of done, for StartFunc
 	err    error
 	isSCSI bool
+}
+
+// finish hands the request its outcome: its callback, or its done channel.
+func (r *request) finish(err error) {
+	r.err = err
+	if r.cb != nil {
+		r.cb(r.res, err)
+		return
+	}
+	close(r.done)
 }
 
 // Dial connects to addr (host:port) and logs in. Without TargetName it
@@ -99,6 +126,7 @@ func NewSession(ctx context.Context, nc net.Conn, opts *Options) (*Session, erro
 		unsolicited: make(chan *pdu.PDU, 256), logoutReq: make(chan struct{}),
 		done: make(chan struct{}), readerDone: make(chan struct{})}
 	s.snCond = sync.NewCond(&s.sn)
+	s.out.cond = sync.NewCond(&s.out)
 	s.mu.pending = make(map[uint32]*request)
 	s.isid = o.ISID
 	if s.isid == [6]byte{} {
@@ -207,29 +235,119 @@ func (s *Session) ExpStatSN() uint32 {
 }
 
 // WriteRaw writes b to the connection as is, between whole PDUs of other
-// writers.
+// writers, and returns once it is written. It must not be called while the
+// session is corked.
 func (s *Session) WriteRaw(b []byte) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := s.nc.Write(b)
-	return err
+	seq, err := s.enqueue(b)
+	if err != nil {
+		return err
+	}
+	return s.waitWritten(seq)
 }
 
-// writePDU encodes and writes one PDU with the session's digests.
+// Cork holds the PDUs of the commands started from now on (and their
+// Data-Out) until Uncork writes them all with one system call. An
+// event-driven caller corks while it starts the commands of every
+// completion it has in hand.
+func (s *Session) Cork() {
+	s.out.Lock()
+	s.out.corked = true
+	s.out.Unlock()
+}
+
+// Uncork writes what was held since Cork.
+func (s *Session) Uncork() {
+	s.out.Lock()
+	s.out.corked = false
+	s.flushLocked()
+}
+
+// writePDU encodes one PDU with the session's digests and queues it. The
+// caller keeps data unchanged until the PDU's response (or the end of the
+// session): it may be written after writePDU returns, by another sender.
 func (s *Session) writePDU(b *pdu.BHS, ahs, data []byte) error {
 	hdr := pdu.AppendHeader(make([]byte, 0, pdu.BHSLen+len(ahs)+8), b, ahs, len(data), s.params.HeaderDigest)
 	if len(data) == 0 {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
-		_, err := s.nc.Write(hdr)
+		_, err := s.enqueue(hdr)
 		return err
 	}
-	trailer := pdu.AppendDataTrailer(nil, data, s.params.DataDigest)
-	bufs := net.Buffers{hdr, data, trailer}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	_, err := bufs.WriteTo(s.nc)
+	_, err := s.enqueue(hdr, data, pdu.AppendDataTrailer(nil, data, s.params.DataDigest))
 	return err
+}
+
+// enqueue queues the buffers of one PDU (or raw write) and writes the
+// queue unless a write is running or the session is corked. It returns the
+// PDU's number for waitWritten. A write error ends the session (and with
+// it every request waiting for a response).
+func (s *Session) enqueue(bufs ...[]byte) (uint64, error) {
+	o := &s.out
+	o.Lock()
+	if o.err != nil {
+		err := o.err
+		o.Unlock()
+		return 0, fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	for _, b := range bufs {
+		if len(b) > 0 {
+			o.q = append(o.q, b)
+		}
+	}
+	o.queued++
+	seq := o.queued
+	if o.corked {
+		o.Unlock()
+		return seq, nil
+	}
+	s.flushLocked()
+	return seq, nil
+}
+
+// flushLocked writes the queue until it is empty, unless another sender
+// is writing it. It is called with out locked and unlocks it.
+func (s *Session) flushLocked() {
+	o := &s.out
+	if o.writing || o.err != nil {
+		o.Unlock()
+		return
+	}
+	o.writing = true
+	for len(o.q) > 0 {
+		batch, upTo := o.q, o.queued
+		o.q = o.spare[:0]
+		o.Unlock()
+		full := batch
+		_, err := batch.WriteTo(s.nc)
+		clear(full)
+		o.Lock()
+		o.spare = full[:0]
+		if err != nil {
+			o.err = err
+			o.q = nil
+			o.writing = false
+			o.cond.Broadcast()
+			o.Unlock()
+			s.fail(err)
+			return
+		}
+		o.written = upTo
+		o.cond.Broadcast()
+	}
+	o.writing = false
+	o.Unlock()
+}
+
+// waitWritten waits until the PDU numbered seq is written.
+func (s *Session) waitWritten(seq uint64) error {
+	o := &s.out
+	o.Lock()
+	defer o.Unlock()
+	for o.written < seq && o.err == nil {
+		o.cond.Wait()
+	}
+	if o.written < seq {
+		return fmt.Errorf("%w: %v", ErrClosed, o.err)
+	}
+	return nil
 }
 
 // fail ends the session with err: pending requests fail.
@@ -245,8 +363,7 @@ func (s *Session) fail(err error) {
 	s.mu.Unlock()
 	s.nc.Close()
 	for _, r := range pend {
-		r.err = fmt.Errorf("%w: %v", ErrClosed, err)
-		close(r.done)
+		r.finish(fmt.Errorf("%w: %v", ErrClosed, err))
 	}
 	s.sn.Lock()
 	s.snCond.Broadcast()
@@ -262,7 +379,9 @@ func (s *Session) Close() error {
 }
 
 func (s *Session) register(r *request) error {
-	r.done = make(chan struct{})
+	if r.cb == nil {
+		r.done = make(chan struct{})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.err != nil {
@@ -286,8 +405,7 @@ func (s *Session) complete(r *request, err error) {
 	}
 	delete(s.mu.pending, r.itt)
 	s.mu.Unlock()
-	r.err = err
-	close(r.done)
+	r.finish(err)
 }
 
 // forget drops a request whose caller gave up.
@@ -519,7 +637,9 @@ func (s *Session) waitWindowLocked(ctx context.Context) error {
 // send assigns a CmdSN (non-immediate PDUs wait for the window) and writes
 // the PDU. The CmdSN field is at offset 24 in every initiator request that
 // carries one; ExpStatSN at 28.
-func (s *Session) send(ctx context.Context, b *pdu.BHS, ahs, data []byte, after func() error) error {
+// When cmdSN is not nil it receives the CmdSN before the PDU is written
+// (its response may arrive before send returns).
+func (s *Session) send(ctx context.Context, b *pdu.BHS, ahs, data []byte, cmdSN *uint32, after func() error) error {
 	s.orderMu.Lock()
 	defer s.orderMu.Unlock()
 	s.sn.Lock()
@@ -531,11 +651,14 @@ func (s *Session) send(ctx context.Context, b *pdu.BHS, ahs, data []byte, after 
 	}
 	b.SetWord(24, s.cmdSN)
 	b.SetWord(28, s.expStatSN)
+	if cmdSN != nil {
+		*cmdSN = s.cmdSN
+	}
 	if !b.Immediate() {
 		s.cmdSN++
 	}
 	s.sn.Unlock()
-	// orderMu is held while writing so that CmdSNs go out in order.
+	// orderMu is held while queueing so that CmdSNs go out in order.
 	err := s.writePDU(b, ahs, data)
 	if err == nil && after != nil {
 		err = after()
@@ -549,7 +672,7 @@ func (s *Session) roundTrip(ctx context.Context, b *pdu.BHS, data []byte) (*pdu.
 	if err := s.register(r); err != nil {
 		return nil, err
 	}
-	if err := s.send(ctx, b, nil, data, nil); err != nil {
+	if err := s.send(ctx, b, nil, data, nil, nil); err != nil {
 		s.forget(r)
 		return nil, err
 	}
