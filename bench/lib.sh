@@ -21,13 +21,16 @@ await_listener() {
 
 # private_cluster DIR LOG [VAR=VALUE...]: start a throwaway Ceph cluster in DIR on
 # ports of its own (extra ceph-up.sh settings as arguments) and source its env.
+# The memstore OSD may use 8 GiB of RAM (it grows as data lands): three rounds
+# of 10 s of 1 MiB writes to a RADOS volume write several GiB before garbage
+# collection catches up, and a full memstore hangs instead of failing.
 private_cluster() {
   local dir=$1 logf=$2 base=$((22000 + RANDOM % 80 * 100))
   shift 2
   # Another cluster's settings (a sourced env file) must not reach ceph-up.sh.
   ( for v in $(compgen -e | grep '^CEPH_'); do unset "$v"; done
     env CEPH_MON_V2_PORT="$(free_port)" CEPH_MON_V1_PORT="$(free_port)" CEPH_PORT_MIN=$base \
-      CEPH_PORT_MAX=$((base + 60)) CEPH_MEMSTORE_BYTES=$((4 << 30)) CEPH_NO_INSTALL=1 "$@" \
+      CEPH_PORT_MAX=$((base + 60)) CEPH_MEMSTORE_BYTES=$((8 << 30)) CEPH_NO_INSTALL=1 "$@" \
       bash deploy/dev/ceph-up.sh "$dir" ) >"$logf" 2>&1 || { tail "$logf" >&2; return 1; }
   # shellcheck disable=SC1091
   source "$dir/env"
