@@ -6,10 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,14 +76,7 @@ func TestCephAsyncOutage(t *testing.T) {
 	}
 	d := openDevice(t, o)
 	defer d.Close()
-	pidData, err := os.ReadFile(filepath.Join(dir, "run", "osd.0.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(pidData)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := testenv.CephOSDPID(t, dir)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -436,17 +435,7 @@ func privateCluster(t *testing.T) (cephCluster, string) {
 }
 
 // osdPID returns the OSD's pid from the cluster's pid file.
-func osdPID(t *testing.T, dir string) int {
-	data, err := os.ReadFile(filepath.Join(dir, "run", "osd.0.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
+func osdPID(t *testing.T, dir string) int { return testenv.CephOSDPID(t, dir) }
 
 // TestCephOSDRestart stops the only OSD of a private cluster for longer
 // than the LUNs' operation timeout while qemu-io streams flushed writes to

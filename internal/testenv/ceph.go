@@ -43,7 +43,7 @@ func PrivateCeph(t testing.TB, settings ...string) string {
 	base := 20000 + int(time.Now().UnixNano()%400)*100
 	cmd := exec.Command("bash", script, dir)
 	cmd.Env = CephUpEnv(append([]string{
-		"CEPH_MON_V2_PORT=" + strconv.Itoa(freePort(t)), "CEPH_MON_V1_PORT=" + strconv.Itoa(freePort(t)),
+		"CEPH_MON_V2_PORT=" + strconv.Itoa(FreePort(t)), "CEPH_MON_V1_PORT=" + strconv.Itoa(FreePort(t)),
 		"CEPH_PORT_MIN=" + strconv.Itoa(base), "CEPH_PORT_MAX=" + strconv.Itoa(base+60),
 		"CEPH_MEMSTORE_BYTES=" + strconv.Itoa(1<<30), "CEPH_WITH_MGR=0", "CEPH_NO_INSTALL=1",
 	}, settings...)...)
@@ -77,7 +77,23 @@ func repoFile(path string) (string, error) {
 	}
 }
 
-func freePort(t testing.TB) int {
+// CephOSDPID returns the pid of the OSD of the cluster PrivateCeph
+// started in dir.
+func CephOSDPID(t testing.TB, dir string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "run", "osd.0.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -84,7 +84,18 @@ func (r *request) doRead(lba uint64, n uint32, lenField int) Result {
 // readArgs validates a read of n blocks at lba. When it returns false the
 // command ends with res (an error, or GOOD for a zero length).
 func (r *request) readArgs(lba uint64, n uint32, lenField int) (off, length int64, res Result, ok bool) {
-	if r.cdb[0] != 0x08 && r.cdb[1]>>5 != 0 { // RDPROTECT: no protection information
+	off, length, res, ok = r.transferArgs(lba, n, lenField, 0x08)
+	if ok && length == 0 {
+		return 0, 0, Result{}, false
+	}
+	return off, length, res, ok
+}
+
+// transferArgs checks what reads and writes share: no protection
+// information asked for (RDPROTECT, WRPROTECT; op6 is the 6-byte opcode,
+// which has no such field), the range, the transfer length limit.
+func (r *request) transferArgs(lba uint64, n uint32, lenField int, op6 byte) (off, length int64, res Result, ok bool) {
+	if r.cdb[0] != op6 && r.cdb[1]>>5 != 0 {
 		return 0, 0, r.fail(invalidCDB(1, 7)), false
 	}
 	off, length, s, ok := r.checkRange(lba, uint64(n))
@@ -95,9 +106,6 @@ func (r *request) readArgs(lba uint64, n uint32, lenField int) (off, length int6
 		return 0, 0, r.fail(invalidCDB(lenField, -1)), false
 	}
 	r.xfer = uint32(length)
-	if length == 0 {
-		return 0, 0, Result{}, false
-	}
 	return off, length, Result{}, true
 }
 
@@ -157,17 +165,10 @@ func (r *request) doWrite(lba uint64, n uint32, lenField int, fua bool) Result {
 // the data-out buffer covers. When it returns false the command ends with
 // res (an error, or GOOD when there is nothing to write).
 func (r *request) writeArgs(lba uint64, n uint32, lenField int) (off, length int64, res Result, ok bool) {
-	if r.cdb[0] != 0x0a && r.cdb[1]>>5 != 0 { // WRPROTECT
-		return 0, 0, r.fail(invalidCDB(1, 7)), false
-	}
-	off, length, s, ok := r.checkRange(lba, uint64(n))
+	off, length, res, ok = r.transferArgs(lba, n, lenField, 0x0a)
 	if !ok {
-		return 0, 0, r.fail(s), false
+		return 0, 0, res, false
 	}
-	if n > r.lu.lim.maxTransfer {
-		return 0, 0, r.fail(invalidCDB(lenField, -1)), false
-	}
-	r.xfer = uint32(length)
 	if s, ok := r.writeProtected(); ok {
 		return 0, 0, r.fail(s), false
 	}
