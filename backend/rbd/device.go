@@ -77,7 +77,7 @@ const slotBufKeep = 64 << 10
 const timedOut = math.MinInt64
 
 // Device is a blockdev.Device on an RBD image. It implements Unmapper,
-// ZeroWriter, AllocationStatuser, Resizer and HealthReporter.
+// ZeroWriter, AllocationStatuser, Resizer, HealthReporter and AsyncIO.
 type Device struct {
 	opts Options // with defaults
 	conn *rados.Conn

@@ -14,6 +14,10 @@
 // the requests in flight. Data passes through C buffers owned by the
 // request, so a caller may stop waiting (its context ended, or
 // Options.IOTimeout passed) without librbd writing into memory it reuses.
+// Reads and writes may also be started without a caller waiting
+// (blockdev.AsyncIO, which the SCSI layer uses for plain READ and WRITE):
+// the goroutine that drains the completions then completes them, and a
+// watchdog ends those that outlive IOTimeout or whose context ends.
 //
 //   - WriteAt acknowledges what librbd acknowledged: with librbd's default
 //     cache policy (writearound) that may be before the OSDs have it, the
