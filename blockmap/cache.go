@@ -3,6 +3,7 @@ package blockmap
 import (
 	"fmt"
 	"math/bits"
+	"math/rand/v2"
 	"sync/atomic"
 	"unsafe"
 
@@ -23,17 +24,19 @@ import (
 // needs no invalidation. Ristretto's evictions clear their slot, so it
 // holds pages ristretto holds; a page stored into its slot by a hit that
 // raced with its eviction stays until the slot is reused, so the table
-// can pin at most one page per slot beyond the bound, in practice none. Every frontTouch-th hit of a page is also counted by
-// ristretto, so that pages served from the front keep their frequency in
-// its admission policy.
+// can pin at most one page per slot beyond the bound, in practice none.
+// One front hit in frontTouch, chosen at random (a shared hit counter
+// would bounce between cores), is also counted by ristretto, so that pages
+// served from the front keep their frequency in its admission policy.
 type Cache struct {
 	c     *ristretto.Cache[uint64, *cachedPage]
 	front []atomic.Pointer[cachedPage]
 	mask  uint64
 }
 
-// frontTouch is how often a front hit is also reported to ristretto.
-const frontTouch = 8
+// frontTouch is how often, on average, a front hit is also reported to
+// ristretto (a report costs about as much as the rest of the lookup).
+const frontTouch = 64
 
 // cachedPage is a decoded page with its identity, checked on every hit
 // because keys are 64-bit hashes.
@@ -42,7 +45,6 @@ type cachedPage struct {
 	seq      uint64
 	off      uint32
 	key      uint64 // pageKey of the identity
-	hits     atomic.Uint32
 	leaf     *format.Leaf
 	interior *format.Interior
 }
@@ -115,7 +117,7 @@ func (c *Cache) get(owner [16]byte, seq uint64, off uint32) *cachedPage {
 	key := pageKey(owner, seq, off)
 	slot := &c.front[key&c.mask]
 	if p := slot.Load(); p != nil && p.key == key && p.is(owner, seq, off) {
-		if p.hits.Add(1)%frontTouch == 0 {
+		if rand.Uint32()%frontTouch == 0 {
 			c.c.Get(key) // keep its frequency in ristretto's policy
 		}
 		return p

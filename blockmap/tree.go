@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/lunway/lunway/backend"
 	"github.com/lunway/lunway/blockmap/format"
@@ -166,49 +167,89 @@ func (v *Volume) nodeRef(ctx context.Context, t baseTree, level uint8, index uin
 	return ref, true, nil
 }
 
-// leafRef descends to leaf idx. When the leaf is absent it returns the
-// first leaf index after the absent subtree that contains it, so that a
-// scan can skip the whole subtree.
+// leaf descends to leaf idx and returns its page. When the leaf is
+// absent it returns ok false and the first leaf index after the absent
+// subtree that contains it, so that a scan can skip the whole subtree.
 //
 // Found leaves are remembered per tree (a tree is immutable: its root ref
-// names it), so that the next read of the leaf skips the interior pages.
-func (v *Volume) leafRef(ctx context.Context, t baseTree, idx uint64) (format.Ref, bool, uint64, error) {
+// names it), so that the next read of the leaf skips the interior pages;
+// within the memo's byte budget the decoded leaf itself is remembered too
+// (a page is immutable), so that such a read makes no cache lookup at all.
+func (v *Volume) leaf(ctx context.Context, t baseTree, idx uint64) (*cachedPage, format.Ref, bool, uint64, error) {
 	fs := uint64(v.fanShift)
 	beyond := uint64(t.height)*fs < 64 && idx>>(uint64(t.height)*fs) != 0
 	if t.root.IsZero() || beyond {
-		return format.Ref{}, false, ^uint64(0), nil
+		return nil, format.Ref{}, false, ^uint64(0), nil
 	}
 	slot := &v.leafMemo[idx%uint64(len(v.leafMemo))]
-	if m := slot.Load(); m != nil && m.idx == idx && m.tree == t {
-		return m.ref, true, 0, nil
+	m := slot.Load()
+	if m != nil && m.idx == idx && m.tree == t {
+		if m.page != nil {
+			v.stats.cacheHits.Add(1)
+			return m.page, m.ref, true, 0, nil
+		}
+		p, err := v.loadPage(ctx, m.ref, 0, idx)
+		return p, m.ref, err == nil, 0, err
 	}
 	ref := t.root
 	for l := uint64(t.height); l > 0; l-- {
 		p, err := v.loadPage(ctx, ref, uint8(l), idx>>(l*fs))
 		if err != nil {
-			return format.Ref{}, false, 0, err
+			return nil, format.Ref{}, false, 0, err
 		}
 		slot := uint32(idx>>((l-1)*fs)) & (1<<fs - 1)
 		r, ok, err := v.childRef(p, ref.Layer, slot)
 		if err != nil {
-			return format.Ref{}, false, 0, err
+			return nil, format.Ref{}, false, 0, err
 		}
 		if !ok {
 			// The child at level l-1 is absent: skip all its leaves.
 			span := uint64(1) << ((l - 1) * fs)
-			return format.Ref{}, false, (idx/span + 1) * span, nil
+			return nil, format.Ref{}, false, (idx/span + 1) * span, nil
 		}
 		ref = r
 	}
-	slot.Store(&leafMemo{tree: t, idx: idx, ref: ref})
-	return ref, true, 0, nil
+	p, err := v.loadPage(ctx, ref, 0, idx)
+	if err != nil {
+		return nil, format.Ref{}, false, 0, err
+	}
+	v.memoize(slot, &leafMemo{tree: t, idx: idx, ref: ref}, p)
+	return p, ref, true, 0, nil
 }
 
-// leafMemo is a leaf's ref as found in one tree.
+// leafMemo is a leaf as found in one tree: its ref and, when it fitted
+// the memo's budget, its decoded page (cost bytes charged to memoBytes).
 type leafMemo struct {
 	tree baseTree
 	idx  uint64
 	ref  format.Ref
+	page *cachedPage
+	cost int64
+}
+
+// maxMemoBytes bounds the leaf pages a volume's memo holds (and 1/16 of
+// its page cache's size, if less).
+const maxMemoBytes = 4 << 20
+
+// memoize stores m in slot, with page p if the pages the memo holds stay
+// within v.memoBudget bytes, and uncharges the entry it replaces. The memo
+// thus keeps at most memoBudget bytes of pages alive beyond the cache's
+// bound (the cache may drop a page the memo still holds).
+func (v *Volume) memoize(slot *atomic.Pointer[leafMemo], m *leafMemo, p *cachedPage) {
+	cost := p.cost()
+	for {
+		used := v.memoBytes.Load()
+		if used+cost > v.memoBudget {
+			break
+		}
+		if v.memoBytes.CompareAndSwap(used, used+cost) {
+			m.page, m.cost = p, cost
+			break
+		}
+	}
+	if old := slot.Swap(m); old != nil && old.cost != 0 {
+		v.memoBytes.Add(-old.cost)
+	}
 }
 
 // baseResolve describes [start, start+n) from the committed tree.
@@ -218,7 +259,7 @@ func (v *Volume) baseResolve(ctx context.Context, t baseTree, start, n uint64, o
 		idx := start >> v.leafShift
 		leafStart := idx << v.leafShift
 		leafEnd := min(end, (idx+1)<<v.leafShift)
-		ref, ok, next, err := v.leafRef(ctx, t, idx)
+		p, ref, ok, next, err := v.leaf(ctx, t, idx)
 		if err != nil {
 			return nil, err
 		}
@@ -230,10 +271,6 @@ func (v *Volume) baseResolve(ctx context.Context, t baseTree, start, n uint64, o
 			out = appendPiece(out, piece{start: start, n: skipEnd - start, kind: pieceZero}, v.bs)
 			start = skipEnd
 			continue
-		}
-		p, err := v.loadPage(ctx, ref, 0, idx)
-		if err != nil {
-			return nil, err
 		}
 		ext := p.leaf.Extents
 		rel := uint32(start - leafStart)

@@ -43,7 +43,9 @@ type Volume struct {
 	// layers[i] is the object prefix (volume name) and ID of layer i.
 	layerNames []string
 	segNames   [1024]atomic.Pointer[segName]  // segObject's recent names
-	leafMemo   [4096]atomic.Pointer[leafMemo] // leafRef's recent finds
+	leafMemo   [4096]atomic.Pointer[leafMemo] // leaf's recent finds
+	memoBytes  atomic.Int64                   // leaf pages leafMemo holds
+	memoBudget int64                          // memoBytes' bound
 	layerIDs   [][16]byte
 
 	cache    *Cache
@@ -383,6 +385,7 @@ func open(ctx context.Context, store backend.Store, name, snap string, opts *Opt
 		}
 		v.ownCache = true
 	}
+	v.memoBudget = min(maxMemoBytes, v.cache.MaxBytes()/16)
 	v.mu.mem = make(map[uint64]*segWriter)
 	v.memMin.Store(math.MaxUint64)
 	v.mu.segs = make(map[uint64]*segMeta)
