@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -106,6 +107,7 @@ func Open(ctx context.Context, root string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("dir: Open: %w", err)
 	}
 	s := &Store{root: root, opts: o}
+	s.handles.seed = maphash.MakeSeed()
 	s.mu.idle = sync.NewCond(&s.mu.Mutex)
 	if err := s.mkdir(root, true); err != nil {
 		return nil, fmt.Errorf("dir: Open: %w", err)

@@ -1,6 +1,7 @@
 package dir
 
 import (
+	"hash/maphash"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -8,6 +9,10 @@ import (
 
 // maxHandles bounds the read-only file handles a Store keeps open.
 const maxHandles = 256
+
+// frontSlots is the size of the direct-mapped table in front of the
+// cached handles (a power of two).
+const frontSlots = 512
 
 // handles keeps read-only handles of recently read objects, so that a
 // read is one pread instead of open, pread and close (the open, with its
@@ -22,8 +27,15 @@ const maxHandles = 256
 //
 // A hit takes no lock: the cached handles are a sync.Map, changed only
 // under mu (by misses, drops and evictions), and a handle is reference
-// counted, the cache holding one reference while it lists it. A reader that finds a handle takes a reference only
-// while the count is above zero, so it never revives a closed file.
+// counted, the cache holding one reference while it lists it. A reader
+// that finds a handle takes a reference only while the count is above
+// zero, so it never revives a closed file. In front of the sync.Map sits a
+// direct-mapped table of listed handles, indexed by a hash of the name: a
+// hit there costs a hash and a string comparison instead of the map's
+// lookup through an interface. A handle leaves its front slot (if it holds
+// it) when it is unlisted, so the front never offers a handle the map no
+// longer lists; a reader that loaded it just before races the drop exactly
+// as one that found it in the map.
 type handles struct {
 	mu     sync.Mutex
 	gen    uint64 // bumped by every drop
@@ -33,12 +45,21 @@ type handles struct {
 	// tick is bumped by every miss; a hit stamps its handle with it, so
 	// that eviction finds a handle unused since the oldest miss.
 	tick atomic.Uint64
+
+	seed  maphash.Seed
+	front [frontSlots]atomic.Pointer[handle]
 }
 
 type handle struct {
 	f    *os.File
+	name string
 	refs atomic.Int64 // readers, plus one while cached; the last one out closes f
 	used atomic.Uint64
+}
+
+// slot is name's slot in the front table.
+func (hs *handles) slot(name string) *atomic.Pointer[handle] {
+	return &hs.front[maphash.String(hs.seed, name)&(frontSlots-1)]
 }
 
 // acquire takes a reference unless the handle is already closed.
@@ -56,10 +77,22 @@ func (h *handle) acquire() bool {
 
 // get returns a handle of name, opening it with open on a miss.
 func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, error) {
+	slot := hs.slot(name)
+	if h := slot.Load(); h != nil && h.name == name && h.acquire() {
+		hs.touch(h)
+		return h, nil
+	}
 	if v, ok := hs.m.Load(name); ok {
 		if h := v.(*handle); h.acquire() {
-			if t := hs.tick.Load(); h.used.Load() != t {
-				h.used.Store(t)
+			hs.touch(h)
+			if slot.Load() == nil {
+				// Front it only while it is listed: an unlisted
+				// handle in the front would outlive its drop.
+				hs.mu.Lock()
+				if v, ok := hs.m.Load(name); ok && v == h {
+					slot.CompareAndSwap(nil, h)
+				}
+				hs.mu.Unlock()
 			}
 			return h, nil
 		}
@@ -71,7 +104,7 @@ func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, err
 	if err != nil {
 		return nil, err
 	}
-	h := &handle{f: f}
+	h := &handle{f: f, name: name}
 	h.refs.Store(1)
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -94,7 +127,15 @@ func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, err
 	h.refs.Add(1) // the cache's
 	hs.m.Store(name, h)
 	hs.n++
+	slot.Store(h)
 	return h, nil
+}
+
+// touch stamps h as used since the last miss.
+func (hs *handles) touch(h *handle) {
+	if t := hs.tick.Load(); h.used.Load() != t {
+		h.used.Store(t)
+	}
 }
 
 // release ends a use of h.
@@ -121,6 +162,7 @@ func (hs *handles) evictLocked() {
 
 // uncacheLocked unlists h and drops the cache's reference to it.
 func (hs *handles) uncacheLocked(name string, h *handle) {
+	hs.slot(name).CompareAndSwap(h, nil)
 	hs.m.Delete(name)
 	hs.n--
 	hs.release(h)
