@@ -4,11 +4,16 @@
 // backing store, on one cluster in one run.
 //
 //	ceph librbd -c CONF -k KEYRING -image POOL/IMAGE -duration 10s > run.json
+//	ceph libiscsi -url iscsi://HOST:PORT/IQN/LUN -duration 10s > run.json
 //	ceph report librbd=a.json,b.json lunway-rbd=c.json,d.json ...
 //
 // `librbd` runs `rbd bench` for each of bench.Standard's workloads (the ones
 // `lunway bench` runs over iSCSI) for the given duration and writes the
-// results as `lunway bench -o json` does. `report` takes the median of
+// results as `lunway bench -o json` does. `libiscsi` measures 4 KiB random
+// reads at queue depth 1 and 32 through iscsi-perf (libiscsi's benchmark)
+// and writes them the same way, named "randread-4k-qdN (libiscsi)".
+// `report` takes the median of
 // each workload over the runs of every label and prints a Markdown table
-// of IOPS with each label's ratio to the first (the ceiling).
+// of IOPS with each label's ratio to the first (the ceiling); a libiscsi
+// row is compared with the ceiling's row of the same shape.
 package main

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -25,8 +26,10 @@ func main() {
 	switch os.Args[1] {
 	case "librbd":
 		err = librbd(os.Args[2:])
+	case "libiscsi":
+		err = libiscsi(os.Args[2:])
 	case "report":
-		err = report(os.Args[2:])
+		err = report(os.Stdout, os.Args[2:])
 	default:
 		usage()
 	}
@@ -37,7 +40,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: ceph librbd -c CONF -k KEYRING -image POOL/IMAGE [-duration 10s] [-only w1,w2]\n       ceph report label=run.json[,run.json...] ...")
+	fmt.Fprintln(os.Stderr, "usage: ceph librbd -c CONF -k KEYRING -image POOL/IMAGE [-duration 10s] [-only w1,w2]\n       ceph libiscsi -url iscsi://HOST:PORT/IQN/LUN [-duration 10s] [-qd 1,32]\n       ceph report label=run.json[,run.json...] ...")
 	os.Exit(2)
 }
 
@@ -136,7 +139,7 @@ type series struct {
 }
 
 // report prints the medians of every label and their ratio to the first.
-func report(args []string) error {
+func report(w io.Writer, args []string) error {
 	var all []*series
 	for _, arg := range args {
 		label, files, ok := strings.Cut(arg, "=")
@@ -176,26 +179,36 @@ func report(args []string) error {
 		hdr += fmt.Sprintf(" %s IOPS | %s / %s |", s.label, s.label, base.label)
 		sep += "---:|---:|"
 	}
-	fmt.Println(hdr)
-	fmt.Println(sep)
-	for _, w := range base.order {
-		b := median(base.runs[w])
-		row := fmt.Sprintf("| %s | %.0f |", w, b)
+	fmt.Fprintln(w, hdr)
+	fmt.Fprintln(w, sep)
+	rows := slices.Clone(base.order)
+	for _, s := range all[1:] {
+		for _, name := range s.order {
+			if !slices.Contains(rows, name) {
+				rows = append(rows, name)
+			}
+		}
+	}
+	for _, name := range rows {
+		// A workload measured through another client compares with
+		// the ceiling's run of the same shape.
+		b := median(base.runs[strings.TrimSuffix(name, libiscsiSuffix)])
+		row := fmt.Sprintf("| %s | %.0f |", name, b)
 		for _, s := range all[1:] {
-			m := median(s.runs[w])
+			m := median(s.runs[name])
 			ratio := "n/a"
 			if b > 0 && m > 0 {
 				ratio = fmt.Sprintf("%.0f%%", 100*m/b)
 			}
 			row += fmt.Sprintf(" %.0f | %s |", m, ratio)
 		}
-		fmt.Println(row)
+		fmt.Fprintln(w, row)
 	}
 	runs := 0
 	for _, rs := range base.runs {
 		runs = max(runs, len(rs))
 	}
-	fmt.Printf("\nMedians of %d runs; ratios are IOPS relative to %s.\n", runs, base.label)
+	fmt.Fprintf(w, "\nMedians of %d runs; ratios are IOPS relative to %s.\n", runs, base.label)
 	return nil
 }
 

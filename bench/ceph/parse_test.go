@@ -1,6 +1,14 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lunway/lunway/bench"
+)
 
 var progressTests = []struct {
 	line string
@@ -43,4 +51,68 @@ func FuzzParseProgress(f *testing.F) {
 			t.Fatalf("parseProgress(%q) rejected but returned %+v", line, p)
 		}
 	})
+}
+
+func TestParseIscsiPerf(t *testing.T) {
+	for _, tt := range []struct {
+		out  string
+		want int64
+		ok   bool
+	}{
+		{"connected to iscsi://x\ncapacity is 2097152 blocks\n\n\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 9000 (35 MB/s)         " +
+			"\r00:00:00 - lba 7, iops current 9800 (38 MB/s), iops average 9412 (36 MB/s)         " +
+			"\riops average 9415 (36 MB/s)                  \n\nfinished.\n", 9415, true},
+		{"\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 8999 (35 MB/s)   ", 8999, true},
+		{"Login Failed. connection refused\n", 0, false},
+		{"iops average ", 0, false},
+		{"iops average x (1 MB/s)", 0, false},
+		{"iops average 0 (0 MB/s)", 0, false},
+		{"iops average 99999999999999999999 (0 MB/s)", 0, false},
+	} {
+		got, ok := parseIscsiPerf(tt.out)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseIscsiPerf(%q) = %d, %v; want %d, %v", tt.out, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestReport: medians per label, ratios to the first label, and a
+// workload measured through libiscsi compared with the ceiling's
+// workload of the same shape.
+func TestReport(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rs ...bench.Result) string {
+		b, err := json.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	r := func(w string, iops float64) bench.Result { return bench.Result{Workload: w, IOPS: iops} }
+	base1 := write("b1", r("randread-4k-qd32", 1000), r("randwrite-4k-qd32", 500))
+	base2 := write("b2", r("randread-4k-qd32", 2000), r("randwrite-4k-qd32", 400))
+	base3 := write("b3", r("randread-4k-qd32", 1200), r("randwrite-4k-qd32", 600))
+	lun := write("l1", r("randread-4k-qd32", 600), r("randwrite-4k-qd32", 450))
+	lib := write("l2", r("randread-4k-qd32"+libiscsiSuffix, 900))
+	var out strings.Builder
+	if err := report(&out, []string{"librbd=" + base1 + "," + base2 + "," + base3, "lun=" + lun, "lib=" + lib}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| randread-4k-qd32 | 1200 | 600 | 50% | 0 | n/a |",
+		"| randwrite-4k-qd32 | 500 | 450 | 90% | 0 | n/a |",
+		"| randread-4k-qd32 (libiscsi) | 1200 | 0 | n/a | 900 | 75% |",
+		"Medians of 3 runs",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := report(&out, []string{"nolabel"}); err == nil {
+		t.Error("report accepted an argument without label=")
+	}
 }

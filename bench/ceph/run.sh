@@ -6,7 +6,11 @@
 # Workloads (bench.Standard, what `lunway bench` runs over iSCSI): 4 KiB random read and
 # write at queue depth 1 and 32, 1 MiB sequential read and write at queue depth 8. librbd
 # runs the same shapes with `rbd bench --io-threads QD`. The three iSCSI targets are
-# measured with `lunway bench` (the Go initiator) and never run at the same time; the RBD
+# measured with `lunway bench` (the Go initiator) and never run at the same time; 4 KiB
+# random reads on the RBD LUN and on tgt are also measured through libiscsi, the initiator
+# QEMU and Proxmox use (`iscsi-perf`, rows marked "(libiscsi)", compared with librbd's run
+# of the same shape): on this machine every client shares the cores with Ceph and the
+# target, and libiscsi costs less CPU per command than the Go initiator. The RBD
 # image is shared by librbd, the Lunway RBD LUN and tgt (prefilled once, so reads hit data).
 # Each round runs every target once; after ROUNDS rounds it prints medians and every
 # target's IOPS as a share of librbd's (OUT/report.md).
@@ -35,6 +39,7 @@ IQN=iqn.2026-11.dev.lunway:cephbench
 TIQN=iqn.2026-11.dev.lunway:tgtrbd
 log() { echo "== $(date +%T) $*" >&2; }
 command -v tgtd >/dev/null || { echo "tgtd missing: apt-get install tgt tgt-rbd" >&2; exit 1; }
+command -v iscsi-perf >/dev/null || { echo "iscsi-perf missing: apt-get install libiscsi-bin" >&2; exit 1; }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
@@ -122,24 +127,33 @@ for r in $(seq "$ROUNDS"); do
   log "round $r: lunway, RBD LUN and RADOS volume LUN"
   start_lunway
   lbench --prefill "iscsi://127.0.0.1:$LPORT/$IQN/0" >"$OUT/lunway-rbd-$r.json"
+  # Before the RADOS LUN's run: its volume keeps writing to the cluster
+  # (segments, checkpoints) for a while after its last workload.
+  "$OUT/cephbench" libiscsi -duration "$DURATION" -url "iscsi://127.0.0.1:$LPORT/$IQN/0" >"$OUT/lunway-rbd-libiscsi-$r.json"
   lbench "iscsi://127.0.0.1:$LPORT/$IQN/1" >"$OUT/lunway-rados-$r.json"
   stop_lunway
-  B+=("$OUT/lunway-rbd-$r.json"); C+=("$OUT/lunway-rados-$r.json")
+  B+=("$OUT/lunway-rbd-$r.json" "$OUT/lunway-rbd-libiscsi-$r.json"); C+=("$OUT/lunway-rados-$r.json")
   log "round $r: tgt (bs_rbd)"
   start_tgt
   lbench --prefill "iscsi://127.0.0.1:$TPORT/$TIQN/1" >"$OUT/tgt-rbd-$r.json"
+  "$OUT/cephbench" libiscsi -duration "$DURATION" -url "iscsi://127.0.0.1:$TPORT/$TIQN/1" >"$OUT/tgt-rbd-libiscsi-$r.json"
   stop_tgt
-  D+=("$OUT/tgt-rbd-$r.json")
+  D+=("$OUT/tgt-rbd-$r.json" "$OUT/tgt-rbd-libiscsi-$r.json")
 done
 
 {
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "Ceph: $(ceph --version | cut -d' ' -f3-5), one memstore OSD, pool size 1; image ${SIZE_MIB} MiB, 4 MiB objects, default features"
-  echo "Each workload runs $DURATION; $ROUNDS rounds, interleaved (librbd, Lunway, tgt)."
+  echo "Each workload runs $DURATION; $ROUNDS rounds, interleaved (librbd, Lunway, tgt). Rows marked (libiscsi): iscsi-perf -r -m QD (libiscsi $(dpkg-query -W -f '${Version}' libiscsi-bin 2>/dev/null || echo '?')), against librbd's row of the same shape."
   echo
   IFS=,
   "$OUT/cephbench" report "librbd=${A[*]}" "lunway-rbd=${B[*]}" "lunway-rados=${C[*]}" "tgt-rbd=${D[*]}"
 } | tee "$OUT/report.md"
-R rm "$POOL/$IMAGE" >/dev/null 2>&1 || true
-rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" ls 2>/dev/null |
-  while read -r obj; do rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" rm "$obj"; done
+# A private cluster goes whole (cleanup); a shared one keeps nothing of ours. One rados
+# process per object took minutes for the volume's thousands of objects, with the OSD
+# busy all along: remove them a hundred at a time.
+if [[ -n "${CEPH_ENV:-}" ]]; then
+  R rm "$POOL/$IMAGE" >/dev/null 2>&1 || true
+  rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" ls 2>/dev/null |
+    xargs -r -n 100 rados -c "$CONF" --keyring "$KEYRING" -p "$POOL" -N "$NS" rm
+fi
