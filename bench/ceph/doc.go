@@ -12,8 +12,8 @@
 // results as `lunway bench -o json` does. `libiscsi` measures 4 KiB random
 // reads at queue depth 1 and 32 through iscsi-perf (libiscsi's benchmark)
 // and writes them the same way, named "randread-4k-qdN (libiscsi)".
-// `report` takes the median of
-// each workload over the runs of every label and prints a Markdown table
-// of IOPS with each label's ratio to the first (the ceiling); a libiscsi
-// row is compared with the ceiling's row of the same shape.
+// `report` takes the median of each workload over the runs of every label
+// and prints a Markdown table of IOPS with each label's ratio to the first
+// (the ceiling); a libiscsi row is compared with the ceiling's row of the
+// same shape.
 package main
