@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -53,22 +54,24 @@ func FuzzParseProgress(f *testing.F) {
 	})
 }
 
+var iscsiPerfTests = []struct {
+	out  string
+	want int64
+	ok   bool
+}{
+	{"connected to iscsi://x\ncapacity is 2097152 blocks\n\n\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 9000 (35 MB/s)         " +
+		"\r00:00:00 - lba 7, iops current 9800 (38 MB/s), iops average 9412 (36 MB/s)         " +
+		"\riops average 9415 (36 MB/s)                  \n\nfinished.\n", 9415, true},
+	{"\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 8999 (35 MB/s)   ", 8999, true},
+	{"Login Failed. connection refused\n", 0, false},
+	{"iops average ", 0, false},
+	{"iops average x (1 MB/s)", 0, false},
+	{"iops average 0 (0 MB/s)", 0, false},
+	{"iops average 99999999999999999999 (0 MB/s)", 0, false},
+}
+
 func TestParseIscsiPerf(t *testing.T) {
-	for _, tt := range []struct {
-		out  string
-		want int64
-		ok   bool
-	}{
-		{"connected to iscsi://x\ncapacity is 2097152 blocks\n\n\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 9000 (35 MB/s)         " +
-			"\r00:00:00 - lba 7, iops current 9800 (38 MB/s), iops average 9412 (36 MB/s)         " +
-			"\riops average 9415 (36 MB/s)                  \n\nfinished.\n", 9415, true},
-		{"\r00:00:01 - lba 5, iops current 9000 (35 MB/s), iops average 8999 (35 MB/s)   ", 8999, true},
-		{"Login Failed. connection refused\n", 0, false},
-		{"iops average ", 0, false},
-		{"iops average x (1 MB/s)", 0, false},
-		{"iops average 0 (0 MB/s)", 0, false},
-		{"iops average 99999999999999999999 (0 MB/s)", 0, false},
-	} {
+	for _, tt := range iscsiPerfTests {
 		got, ok := parseIscsiPerf(tt.out)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseIscsiPerf(%q) = %d, %v; want %d, %v", tt.out, got, ok, tt.want, tt.ok)
@@ -115,4 +118,24 @@ func TestReport(t *testing.T) {
 	if err := report(&out, []string{"nolabel"}); err == nil {
 		t.Error("report accepted an argument without label=")
 	}
+}
+
+// FuzzParseIscsiPerf: whatever iscsi-perf prints, the parser accepts only
+// a positive, bounded average, and the last one printed.
+func FuzzParseIscsiPerf(f *testing.F) {
+	for _, tt := range iscsiPerfTests {
+		f.Add(tt.out)
+	}
+	f.Fuzz(func(t *testing.T, out string) {
+		n, ok := parseIscsiPerf(out)
+		if ok && (n <= 0 || n > maxField) {
+			t.Fatalf("parseIscsiPerf(%q) = %d accepted out of range", out, n)
+		}
+		if !ok && n != 0 {
+			t.Fatalf("parseIscsiPerf(%q) rejected but returned %d", out, n)
+		}
+		if ok && !strings.Contains(out[strings.LastIndex(out, "iops average "):], strconv.FormatInt(n, 10)) {
+			t.Fatalf("parseIscsiPerf(%q) = %d, not the last average", out, n)
+		}
+	})
 }
