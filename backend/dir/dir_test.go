@@ -283,8 +283,13 @@ func TestCloseWaits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A read caches a's handle: a read while Close waits finds it
+	// listed still, and must fail all the same.
+	if _, err := s.ReadAt(ctx, "a", nil, 0); err != nil {
+		t.Fatal(err)
+	}
 	inList, release, closed := make(chan struct{}), make(chan struct{}), make(chan error, 1)
-	var afterClose error
+	var afterClose, readAfterClose error
 	listErr := make(chan error, 1)
 	go func() {
 		first := true
@@ -294,6 +299,7 @@ func TestCloseWaits(t *testing.T) {
 				close(inList)
 				<-release
 				_, afterClose = s.Stat(ctx, "a")
+				_, readAfterClose = s.ReadAt(ctx, "a", nil, 0)
 			}
 			return nil
 		})
@@ -314,6 +320,9 @@ func TestCloseWaits(t *testing.T) {
 	}
 	if !errors.Is(afterClose, backend.ErrClosed) {
 		t.Errorf("Stat while closing = %v; want ErrClosed", afterClose)
+	}
+	if !errors.Is(readAfterClose, backend.ErrClosed) {
+		t.Errorf("ReadAt of a cached object while closing = %v; want ErrClosed", readAfterClose)
 	}
 }
 

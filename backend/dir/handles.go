@@ -75,12 +75,12 @@ func (h *handle) acquire() bool {
 	}
 }
 
-// get returns a handle of name, opening it with open on a miss.
-func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, error) {
+// lookup returns a cached handle of name, or nil.
+func (hs *handles) lookup(name string) *handle {
 	slot := hs.slot(name)
 	if h := slot.Load(); h != nil && h.name == name && h.acquire() {
 		hs.touch(h)
-		return h, nil
+		return h
 	}
 	if v, ok := hs.m.Load(name); ok {
 		if h := v.(*handle); h.acquire() {
@@ -94,8 +94,16 @@ func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, err
 				}
 				hs.mu.Unlock()
 			}
-			return h, nil
+			return h
 		}
+	}
+	return nil
+}
+
+// get returns a handle of name, opening it with open on a miss.
+func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, error) {
+	if h := hs.lookup(name); h != nil {
+		return h, nil
 	}
 	hs.mu.Lock()
 	gen := hs.gen
@@ -127,7 +135,7 @@ func (hs *handles) get(name string, open func() (*os.File, error)) (*handle, err
 	h.refs.Add(1) // the cache's
 	hs.m.Store(name, h)
 	hs.n++
-	slot.Store(h)
+	hs.slot(name).Store(h)
 	return h, nil
 }
 
