@@ -30,6 +30,8 @@ func main() {
 		err = libiscsi(os.Args[2:])
 	case "report":
 		err = report(os.Stdout, os.Args[2:])
+	case "pairs":
+		err = pairs(os.Stdout, os.Args[2:])
 	default:
 		usage()
 	}
@@ -40,7 +42,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: ceph librbd -c CONF -k KEYRING -image POOL/IMAGE [-duration 10s] [-only w1,w2]\n       ceph libiscsi -url iscsi://HOST:PORT/IQN/LUN [-duration 10s] [-qd 1,32]\n       ceph report label=run.json[,run.json...] ...")
+	fmt.Fprintln(os.Stderr, "usage: ceph librbd -c CONF -k KEYRING -image POOL/IMAGE [-duration 10s] [-only w1,w2]\n       ceph libiscsi -url iscsi://HOST:PORT/IQN/LUN [-duration 10s] [-qd 1,32]\n       ceph report label=run.json[,run.json...] ...\n       ceph pairs label=run1.json,run2.json... label=run1.json,run2.json... ...")
 	os.Exit(2)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,6 +118,52 @@ func TestReport(t *testing.T) {
 	}
 	if err := report(&out, []string{"nolabel"}); err == nil {
 		t.Error("report accepted an argument without label=")
+	}
+}
+
+func TestPairs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, rs ...bench.Result) string {
+		b, err := json.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	r := func(w string, iops float64) bench.Result { return bench.Result{Workload: w, IOPS: iops} }
+	const w = "randread-4k-qd32"
+	// The ceiling drifts from 1000 to 2000 between pairs; the LUN keeps
+	// 70 %, 80 % and 75 % of its neighbour. The report's ratio of medians
+	// would say 1400/1500 = 93 %.
+	base := []string{write("b1", r(w, 1000)), write("b2", r(w, 2000)), write("b3", r(w, 1500))}
+	lun := []string{write("l1", r(w, 700)), write("l2", r(w, 1600)), write("l3", r(w, 1125))}
+	lib := []string{write("i1", r(w+libiscsiSuffix, 900)), write("i2", bench.Result{Workload: w + libiscsiSuffix}), write("i3", r(w+libiscsiSuffix, 1200))}
+	var out strings.Builder
+	if err := pairs(&out, []string{"librbd=" + strings.Join(base, ","), "lun=" + strings.Join(lun, ","), "lib=" + strings.Join(lib, ",")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| lun | randread-4k-qd32 | 1000, 2000, 1500 | 700, 1600, 1125 | 70%, 80%, 75% | **75%** |",
+		// A failed run (0 IOPS) makes no pair; of two, the lower median.
+		"| lib | randread-4k-qd32 (libiscsi) | 1000, 1500 | 900, 1200 | 90%, 80% | **80%** |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("pairs lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, bad := range [][]string{
+		{"librbd=" + base[0]},
+		{"librbd=" + strings.Join(base, ","), "lun=" + lun[0]},
+		{"nolabel", "lun=" + lun[0]},
+		{"librbd=" + base[0], "lun=" + write("other", r("randwrite-4k-qd1", 5))},
+	} {
+		if err := pairs(io.Discard, bad); err == nil {
+			t.Errorf("pairs(%q) succeeded", bad)
+		}
 	}
 }
 

@@ -22,12 +22,17 @@
 # then measure librbd in the same cache mode.
 #
 # Usage: bench/ceph/run.sh [OUT_DIR]
-# Knobs: ROUNDS=3 DURATION=10s SIZE_MIB=1024
+# After the rounds, PAIRS pairs of 4 KiB random reads at queue depth 32 (librbd, then the
+# RBD LUN through libiscsi and the Go initiator, or the other way round) give the ratio of
+# each pair and their median (`cephbench pairs`).
+#
+# Knobs: ROUNDS=3 PAIRS=5 DURATION=10s SIZE_MIB=1024
 #        CEPH_ENV=DIR/env  use a running cluster (ceph-up.sh's env) instead of a private one
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-bench/out/ceph}
 ROUNDS=${ROUNDS:-3}
+PAIRS=${PAIRS:-5}
 DURATION=${DURATION:-10s}
 SIZE_MIB=${SIZE_MIB:-1024}
 # shellcheck source=bench/lib.sh
@@ -141,6 +146,25 @@ for r in $(seq "$ROUNDS"); do
   D+=("$OUT/tgt-rbd-$r.json" "$OUT/tgt-rbd-libiscsi-$r.json")
 done
 
+# The bar (4 KiB random I/O at queue depth 32, 70 % of librbd) measured in pairs: librbd
+# and the RBD LUN, through libiscsi and through the Go initiator, one right after the
+# other (who goes first alternates), PAIRS times. librbd's own rate moved by 40 % between
+# the rounds above, which are minutes apart; a pair's ratio does not see that drift. Reads
+# only: a write from rbd bench moves the image's exclusive lock away from the daemon.
+P_A=(); P_B=(); P_C=()
+start_lunway
+for p in $(seq "$PAIRS"); do
+  log "pair $p: librbd and the RBD LUN, 4 KiB random reads at queue depth 32"
+  pair_librbd() { "$OUT/cephbench" librbd -c "$CONF" -k "$KEYRING" -image "$POOL/$IMAGE" -duration "$DURATION" -only randread-4k-qd32 >"$OUT/pair-librbd-$p.json"; }
+  pair_lun() {
+    "$OUT/cephbench" libiscsi -duration "$DURATION" -qd 32 -url "iscsi://127.0.0.1:$LPORT/$IQN/0" >"$OUT/pair-libiscsi-$p.json"
+    lbench --workloads randread-4k-qd32 "iscsi://127.0.0.1:$LPORT/$IQN/0" >"$OUT/pair-go-$p.json"
+  }
+  if (( p % 2 )); then pair_librbd; pair_lun; else pair_lun; pair_librbd; fi
+  P_A+=("$OUT/pair-librbd-$p.json"); P_B+=("$OUT/pair-libiscsi-$p.json"); P_C+=("$OUT/pair-go-$p.json")
+done
+stop_lunway
+
 {
   echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
   echo "Ceph: $(ceph --version | cut -d' ' -f3-5), one memstore OSD, pool size 1; image ${SIZE_MIB} MiB, 4 MiB objects, default features"
@@ -148,6 +172,10 @@ done
   echo
   IFS=,
   "$OUT/cephbench" report "librbd=${A[*]}" "lunway-rbd=${B[*]}" "lunway-rados=${C[*]}" "tgt-rbd=${D[*]}"
+  echo
+  echo "In pairs ($PAIRS, each workload $DURATION, librbd and the Lunway RBD LUN one right after the other, who goes first alternating):"
+  echo
+  "$OUT/cephbench" pairs "librbd=${P_A[*]}" "lunway-rbd=${P_C[*]}" "lunway-rbd=${P_B[*]}"
 } | tee "$OUT/report.md"
 # A private cluster goes whole (cleanup); a shared one keeps nothing of ours. One rados
 # process per object took minutes for the volume's thousands of objects, with the OSD
