@@ -144,20 +144,12 @@ type series struct {
 func report(w io.Writer, args []string) error {
 	var all []*series
 	for _, arg := range args {
-		label, files, ok := strings.Cut(arg, "=")
-		if !ok {
-			return fmt.Errorf("%q is not label=files", arg)
+		label, files, err := readLabelled(arg)
+		if err != nil {
+			return err
 		}
 		s := &series{label: label, runs: map[string][]bench.Result{}}
-		for _, f := range strings.Split(files, ",") {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				return err
-			}
-			var rs []bench.Result
-			if err := json.Unmarshal(data, &rs); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
+		for _, rs := range files {
 			for _, r := range rs {
 				if _, ok := s.runs[r.Workload]; !ok {
 					s.order = append(s.order, r.Workload)
@@ -212,6 +204,28 @@ func report(w io.Writer, args []string) error {
 	}
 	fmt.Fprintf(w, "\nMedians of %d runs; ratios are IOPS relative to %s.\n", runs, base.label)
 	return nil
+}
+
+// readLabelled reads a label=run.json[,run.json...] argument: the label
+// and each file's results, in order.
+func readLabelled(arg string) (string, [][]bench.Result, error) {
+	label, files, ok := strings.Cut(arg, "=")
+	if !ok || label == "" || files == "" {
+		return "", nil, fmt.Errorf("%q is not label=files", arg)
+	}
+	var runs [][]bench.Result
+	for _, f := range strings.Split(files, ",") {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", nil, err
+		}
+		var rs []bench.Result
+		if err := json.Unmarshal(data, &rs); err != nil {
+			return "", nil, fmt.Errorf("%s: %w", f, err)
+		}
+		runs = append(runs, rs)
+	}
+	return label, runs, nil
 }
 
 // median IOPS of the runs (the upper median for an even count).

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 
@@ -27,23 +25,11 @@ func pairs(w io.Writer, args []string) error {
 	}
 	var all []labelled
 	for _, arg := range args {
-		label, files, ok := strings.Cut(arg, "=")
-		if !ok || label == "" || files == "" {
-			return fmt.Errorf("%q is not label=files", arg)
+		label, runs, err := readLabelled(arg)
+		if err != nil {
+			return err
 		}
-		l := labelled{label: label}
-		for _, f := range strings.Split(files, ",") {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				return err
-			}
-			var rs []bench.Result
-			if err := json.Unmarshal(data, &rs); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			l.runs = append(l.runs, rs)
-		}
-		all = append(all, l)
+		all = append(all, labelled{label: label, runs: runs})
 	}
 	if len(all) < 2 {
 		return fmt.Errorf("pairs needs the ceiling and at least one more label")

@@ -83,9 +83,11 @@ func TestParseIscsiPerf(t *testing.T) {
 // TestReport: medians per label, ratios to the first label, and a
 // workload measured through libiscsi compared with the ceiling's
 // workload of the same shape.
-func TestReport(t *testing.T) {
+// runWriter returns a function that writes results as a run file of a
+// temporary directory and returns its path.
+func runWriter(t *testing.T) func(name string, rs ...bench.Result) string {
 	dir := t.TempDir()
-	write := func(name string, rs ...bench.Result) string {
+	return func(name string, rs ...bench.Result) string {
 		b, err := json.Marshal(rs)
 		if err != nil {
 			t.Fatal(err)
@@ -96,6 +98,10 @@ func TestReport(t *testing.T) {
 		}
 		return p
 	}
+}
+
+func TestReport(t *testing.T) {
+	write := runWriter(t)
 	r := func(w string, iops float64) bench.Result { return bench.Result{Workload: w, IOPS: iops} }
 	base1 := write("b1", r("randread-4k-qd32", 1000), r("randwrite-4k-qd32", 500))
 	base2 := write("b2", r("randread-4k-qd32", 2000), r("randwrite-4k-qd32", 400))
@@ -122,18 +128,7 @@ func TestReport(t *testing.T) {
 }
 
 func TestPairs(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name string, rs ...bench.Result) string {
-		b, err := json.Marshal(rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := runWriter(t)
 	r := func(w string, iops float64) bench.Result { return bench.Result{Workload: w, IOPS: iops} }
 	const w = "randread-4k-qd32"
 	// The ceiling drifts from 1000 to 2000 between pairs; the LUN keeps
