@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 OUT=${1:-bench/out/image}
 mkdir -p "$OUT"
 for c in qemu-img qemu-io; do
-  command -v "$c" >/dev/null || { echo "$c missing: apt-get install qemu-utils" >&2; exit 1; }
+  command -v "$c" >/dev/null || { echo "$c missing: apt-get install qemu-utils qemu-block-extra" >&2; exit 1; }
 done
 go build -o "$OUT/lunway" ./cmd/lunway
 go run ./bench/image -lunway "$OUT/lunway" -size "${SIZE:-4G}" -fraction "${FRACTION:-0.25}" \

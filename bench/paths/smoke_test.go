@@ -37,8 +37,8 @@ func recordOf(t *testing.T, rep *Report, path, workload string) Record {
 // must report Lunway's counters.
 func TestRunAllSmoke(t *testing.T) {
 	testenv.NeedCommand(t, "tgtd", "tgt")
-	testenv.NeedCommand(t, "qemu-nbd", "qemu-utils")
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-nbd")
+	testenv.NeedQEMU(t, "qemu-img")
 	const span = 16 << 20
 	rep, err := RunAll(context.Background(), Config{
 		Paths:     []string{"raw-file", "lunway-file", "tgt-file", "lunway-blockmap", "qemu-raw-lun", "qemu-qcow2-lun"},

@@ -54,7 +54,7 @@ func adminScrape(t *testing.T, url, prefix string) float64 {
 }
 
 func TestAdminE2E(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	d := newDaemon(t, `
 data_dir: {{DATA}}
 log: {level: info, format: json}

@@ -193,7 +193,7 @@ targets:
 // TestCephQEMURoundTrip copies a random image onto each LUN with qemu-img
 // over iscsi:// and compares it back.
 func TestCephQEMURoundTrip(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	d := newDaemon(t, cephQEMUConfig(t, sharedCluster(t), "128MiB"), 1)
 	d.start()
 	src := filepath.Join(t.TempDir(), "src.raw")
@@ -216,7 +216,7 @@ func TestCephQEMURoundTrip(t *testing.T) {
 // flushed write stream on each kind of Ceph LUN, restarts it and verifies
 // every write a completed flush covered.
 func TestCephKill9FlushedWritesSurvive(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	c := sharedCluster(t)
 	for _, kind := range []string{"rbd", "rados"} {
 		t.Run(kind, func(t *testing.T) {
@@ -443,7 +443,7 @@ func osdPID(t *testing.T, dir string) int { return testenv.CephOSDPID(t, dir) }
 // retried by the initiator), the session stays up, and every write a
 // completed flush covered is there afterwards.
 func TestCephOSDRestart(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	c, dir := privateCluster(t)
 	yaml := `
 data_dir: {{DATA}}

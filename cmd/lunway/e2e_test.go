@@ -316,7 +316,7 @@ func run(t testing.TB, name string, args ...string) string {
 // TestQEMURoundTrip copies a random 256 MiB image onto each LUN with
 // qemu-img convert over iscsi:// and compares it back.
 func TestQEMURoundTrip(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	d := newDaemon(t, qemuConfig, 1)
 	d.start()
 	src := filepath.Join(t.TempDir(), "src.raw")
@@ -337,7 +337,7 @@ func TestQEMURoundTrip(t *testing.T) {
 
 // TestQEMUIOParallel runs parallel aio writes and verified reads with qemu-io.
 func TestQEMUIOParallel(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	d := newDaemon(t, qemuConfig, 1)
 	d.start()
 	for lun := 0; lun < 2; lun++ {
@@ -367,7 +367,7 @@ func TestQEMUIOParallel(t *testing.T) {
 // restarts it, and verifies every write acknowledged before the last
 // completed flush.
 func TestKill9FlushedWritesSurvive(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	for lun := 0; lun < 2; lun++ {
 		t.Run(fmt.Sprintf("lun%d", lun), func(t *testing.T) { kill9Run(t, lun) })
 	}

@@ -17,7 +17,7 @@ import (
 // volume, and compares both LUNs with the image once the daemon serves
 // them.
 func TestCephImportExport(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	c := sharedCluster(t)
 	cfg := fmt.Sprintf(`
 data_dir: {{DATA}}

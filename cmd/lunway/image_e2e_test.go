@@ -265,7 +265,7 @@ func scribble(t testing.TB, path string, size int64) {
 // the live LUN in every output format and has qemu-img check and compare
 // the results.
 func TestImportExportFormats(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	d := newDaemon(t, imgConfig, 1)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -401,7 +401,7 @@ func TestImportExportFormats(t *testing.T) {
 // import's back is reported by --verify as a one-line error with the
 // offset of the difference.
 func TestImportVerifyMismatch(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	d := newDaemon(t, imgConfig, 1)
 	d.start()
 	dir := t.TempDir()
@@ -446,7 +446,7 @@ func TestImportVerifyMismatch(t *testing.T) {
 // (SIGKILL, as a crash), checks the volume, and finishes with --resume:
 // the result is exact and the data already in place is not written again.
 func TestImportResume(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	const size = 192 << 20
@@ -524,7 +524,7 @@ func dirBytes(dir string) int64 {
 // small or of the wrong kind, and bad arguments give one clear line and
 // the documented exit status, and change nothing.
 func TestImportBadInput(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
 	writeSparseRaw(t, src, diskSize, diskData, nil, 2)
@@ -579,7 +579,7 @@ func TestImportBadInput(t *testing.T) {
 // TestVolumeCommands runs the offline volume tools end to end, including
 // check finding a segment damaged on purpose.
 func TestVolumeCommands(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	dir := t.TempDir()
 	store := filepath.Join(dir, "store")
 	os.Mkdir(store, 0o755)

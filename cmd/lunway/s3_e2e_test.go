@@ -126,7 +126,7 @@ func TestS3ConformanceLUN(t *testing.T) {
 // cache with qemu-img over iscsi:// and compares it back, then checks the
 // volumes in the bucket alone.
 func TestS3QEMURoundTrip(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-img")
 	r := sharedRGW(t)
 	bucket := bucketName()
 	st := r.store(t, bucket)
@@ -169,7 +169,7 @@ targets:
 // write a completed flush covered is there, through the LUN and, once the
 // backlog is uploaded, in the bucket alone (where Check must pass).
 func TestS3Kill9FlushedWritesSurvive(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	r := sharedRGW(t)
 	bucket := bucketName()
 	st := r.store(t, bucket)
@@ -284,7 +284,7 @@ func metric(t *testing.T, addr, prefix string) (float64, bool) {
 // again the backlog drains by itself; afterwards every flushed write is
 // in the bucket alone, which passes Check.
 func TestS3Outage(t *testing.T) {
-	testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	testenv.NeedQEMU(t, "qemu-io")
 	r, dir := privateRGW(t)
 	bucket := bucketName()
 	st := r.store(t, bucket)

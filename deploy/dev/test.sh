@@ -17,7 +17,7 @@ ROOT=$(pwd)
 log() { echo "== $(date +%T) $*" >&2; }
 
 # ------------------------------------------------------------------ dependencies
-PKGS=(libiscsi-bin qemu-utils tgt tgt-rbd sg3-utils fio gcc
+PKGS=(libiscsi-bin qemu-utils qemu-block-extra tgt tgt-rbd sg3-utils fio gcc
       ceph-mon ceph-osd ceph-common radosgw librados-dev librbd-dev)
 if [[ "${SKIP_INSTALL:-0}" != 1 ]]; then
   missing=()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -27,6 +28,38 @@ func NeedCommand(t testing.TB, name, pkg string) string {
 	Unavailable(t, name+" not found (apt-get install "+pkg+")")
 	return ""
 }
+
+// NeedQEMU returns the path of a QEMU tool (qemu-img, qemu-io, qemu-nbd)
+// whose iscsi:// driver loads, or stops the test like NeedCommand. Debian
+// ships the driver apart from qemu-utils, in qemu-block-extra (a
+// Recommends that --no-install-recommends leaves out), and a missing
+// module surfaces only when a URL is opened, as "Unknown protocol".
+func NeedQEMU(t testing.TB, name string) string {
+	t.Helper()
+	p := NeedCommand(t, name, "qemu-utils")
+	if p == "" {
+		return ""
+	}
+	if why := qemuISCSI(); why != "" {
+		Unavailable(t, why)
+		return ""
+	}
+	return p
+}
+
+// qemuISCSI reports why QEMU cannot open iscsi:// URLs, or "". It opens a
+// URL on a closed port: the driver, when present, fails to connect.
+var qemuISCSI = sync.OnceValue(func() string {
+	img, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return "qemu-img not found (apt-get install qemu-utils)"
+	}
+	out, _ := exec.Command(img, "info", "iscsi://127.0.0.1:1/iqn.2026-11.dev.lunway:probe/0").CombinedOutput()
+	if strings.Contains(string(out), "Unknown protocol") || strings.Contains(string(out), "module block-block-iscsi not found") {
+		return "QEMU has no iscsi driver (apt-get install qemu-block-extra)"
+	}
+	return ""
+})
 
 // Unavailable stops a test whose external dependency is missing, with why.
 func Unavailable(t testing.TB, why string) {

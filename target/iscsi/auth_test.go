@@ -278,7 +278,7 @@ func TestLibiscsiCHAPAndACL(t *testing.T) {
 	if out, err := run(inq, "-i", other, url(chapUser, chapSecret, "")); err == nil {
 		t.Errorf("iscsi-inq from a denied initiator succeeded:\n%s", out)
 	}
-	qimg := testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	qimg := testenv.NeedQEMU(t, "qemu-img")
 	qinfo := func(secret string) (string, error) {
 		return run(qimg, "info", "--object", "secret,id=sec0,data="+secret, "--image-opts",
 			"driver=iscsi,transport=tcp,portal="+srv.Addr+",target="+srv.TargetName+",lun=0,user="+chapUser+

@@ -25,7 +25,7 @@ func runCmd(t *testing.T, timeout time.Duration, name string, args ...string) (s
 // TestQEMUConvertCompare copies a random 64 MiB image onto a LUN with
 // qemu-img convert -n over iscsi:// and compares it back.
 func TestQEMUConvertCompare(t *testing.T) {
-	qimg := testenv.NeedCommand(t, "qemu-img", "qemu-utils")
+	qimg := testenv.NeedQEMU(t, "qemu-img")
 	srv := iscsitest.Start(t, &iscsitest.Options{SizeBytes: 64 << 20})
 	img := filepath.Join(t.TempDir(), "src.raw")
 	data := randBytes(64, 64<<20)
@@ -50,7 +50,7 @@ func TestQEMUConvertCompare(t *testing.T) {
 
 // TestQEMUIO writes and verifies patterns with qemu-io's aio commands.
 func TestQEMUIO(t *testing.T) {
-	qio := testenv.NeedCommand(t, "qemu-io", "qemu-utils")
+	qio := testenv.NeedQEMU(t, "qemu-io")
 	srv := iscsitest.Start(t, &iscsitest.Options{SizeBytes: 64 << 20})
 	url := srv.URL(0)
 	var args []string
