@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
@@ -124,12 +125,78 @@ func runBench(b *testing.B, d blockdev.Device, c benchCase, size int64) {
 	b.SetBytes(int64(c.bs))
 	b.ReportAllocs()
 	b.ResetTimer()
-	elapsed, err := runOps(d, c, size, int64(b.N), 0)
+	var lat latencies
+	elapsed, err := runOps(d, c, size, int64(b.N), 0, &lat)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "IOPS")
+	b.ReportMetric(lat.quantile(0.50).Seconds()*1e6, "p50-us")
+	b.ReportMetric(lat.quantile(0.99).Seconds()*1e6, "p99-us")
+	b.ReportMetric(lat.quantile(0.999).Seconds()*1e6, "p99.9-us")
+}
+
+// latSub is how many buckets latencies has per power of two (the
+// relative error of a quantile is at most 1/latSub).
+const latSub = 16
+
+// latencies is a log-linear histogram of operation latencies: bucket
+// (e, m) counts durations in [2^e·(1+m/latSub), 2^e·(1+(m+1)/latSub)) ns,
+// below 2·latSub ns exact. Each worker fills its own and merges it once,
+// so that recording costs two clock reads and an increment.
+type latencies struct {
+	n       uint64
+	buckets [64 * latSub]uint64
+}
+
+func latBucket(ns uint64) int {
+	if ns < 2*latSub {
+		return int(ns)
+	}
+	e := bits.Len64(ns) - 1 // ns in [2^e, 2^(e+1)), e >= log2(2·latSub)
+	m := (ns >> (e - bits.Len64(latSub-1))) & (latSub - 1)
+	return (e-bits.Len64(latSub-1)+1)*latSub + int(m)
+}
+
+// latLow is the lowest duration bucket i holds.
+func latLow(i int) uint64 {
+	if i < 2*latSub {
+		return uint64(i)
+	}
+	k := bits.Len64(latSub - 1)
+	e := i/latSub + k - 1
+	m := uint64(i % latSub)
+	return (1 << e) + m<<(e-k)
+}
+
+func (l *latencies) record(d time.Duration) {
+	l.buckets[latBucket(uint64(max(d, 0)))]++
+	l.n++
+}
+
+func (l *latencies) merge(o *latencies) {
+	for i, c := range o.buckets {
+		l.buckets[i] += c
+	}
+	l.n += o.n
+}
+
+// quantile returns the lower bound of the bucket holding quantile q
+// (0 for an empty histogram).
+func (l *latencies) quantile(q float64) time.Duration {
+	if l.n == 0 {
+		return 0
+	}
+	rank := uint64(q * float64(l.n-1))
+	var seen uint64
+	for i, c := range l.buckets {
+		seen += c
+		if seen > rank {
+			return time.Duration(latLow(i))
+		}
+	}
+	return 0
 }
 
 // prefill writes the data that reads read (not holes) and that overwrite
@@ -155,8 +222,9 @@ func prefill(b *testing.B, d blockdev.Device, c benchCase, size int64) {
 
 // runOps runs n operations of c on d with c.qd workers (writes flushed
 // as randwrite says, and at the end) and returns the time they took.
-// seed varies the random offsets between calls.
-func runOps(d blockdev.Device, c benchCase, size, n int64, seed uint64) (time.Duration, error) {
+// seed varies the random offsets between calls. With lat, it records
+// each read's or write's latency there (flushes are not counted).
+func runOps(d blockdev.Device, c benchCase, size, n int64, seed uint64, lat *latencies) (time.Duration, error) {
 	ctx := context.Background()
 	blocks := size / int64(c.bs)
 	var next atomic.Int64
@@ -172,6 +240,15 @@ func runOps(d blockdev.Device, c benchCase, size, n int64, seed uint64) (time.Du
 				buf[i] = byte(i + w)
 			}
 			mine := 0
+			var mylat *latencies
+			if lat != nil {
+				mylat = new(latencies)
+				defer func() {
+					mu.Lock()
+					lat.merge(mylat)
+					mu.Unlock()
+				}()
+			}
 			for {
 				i := next.Add(1) - 1
 				if i >= n {
@@ -185,10 +262,19 @@ func runOps(d blockdev.Device, c benchCase, size, n int64, seed uint64) (time.Du
 					off = rng.Int64N(blocks) * int64(c.bs)
 				}
 				var err error
+				var t0 time.Time
+				if mylat != nil {
+					t0 = time.Now()
+				}
 				if c.op == "randread" || c.op == "seqread" {
 					err = d.ReadAt(ctx, buf, off)
 				} else {
 					err = d.WriteAt(ctx, buf, off, 0)
+				}
+				if mylat != nil {
+					mylat.record(time.Since(t0))
+				}
+				if c.op != "randread" && c.op != "seqread" {
 					mine++
 					if err == nil && mine%flushEvery == 0 {
 						err = d.Flush(ctx)
@@ -265,7 +351,7 @@ func BenchmarkPaired(b *testing.B) {
 				}
 				var took [2]time.Duration
 				for j, d := range devs {
-					if took[j], err = runOps(d, c, benchSize, n, uint64(i)); err != nil {
+					if took[j], err = runOps(d, c, benchSize, n, uint64(i), nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -283,5 +369,38 @@ func BenchmarkPaired(b *testing.B) {
 			b.ReportMetric(float64(fTotal.Nanoseconds())/float64(b.N), "file-ns/op")
 			b.ReportMetric(ratios[len(ratios)/2], "ratio")
 		})
+	}
+}
+
+// TestLatencies checks the benchmarks' histogram: every duration lands in
+// a bucket whose bounds hold it, within 1/latSub, and quantiles of a known
+// distribution come out within that error.
+func TestLatencies(t *testing.T) {
+	for _, ns := range []uint64{0, 1, 31, 32, 33, 47, 48, 1000, 1 << 20, 3<<30 + 12345, 1<<63 - 1} {
+		i := latBucket(ns)
+		lo := latLow(i)
+		if lo > ns || (i+1 < len(latencies{}.buckets) && latLow(i+1) <= ns) {
+			t.Errorf("latBucket(%d) = %d holding [%d, %d)", ns, i, lo, latLow(i+1))
+		}
+		if ns >= 2*latSub && float64(ns-lo) > float64(ns)/latSub {
+			t.Errorf("latBucket(%d): lower bound %d is more than 1/%d off", ns, lo, latSub)
+		}
+	}
+	var l latencies
+	for us := 1; us <= 1000; us++ {
+		l.record(time.Duration(us) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0, time.Microsecond}, {0.5, 500 * time.Microsecond}, {0.99, 990 * time.Microsecond}, {1, 1000 * time.Microsecond}} {
+		got := l.quantile(c.q)
+		if got > c.want || float64(c.want-got) > float64(c.want)/latSub {
+			t.Errorf("quantile(%v) = %v, want %v within 1/%d below", c.q, got, c.want, latSub)
+		}
+	}
+	var empty latencies
+	if got := empty.quantile(0.5); got != 0 {
+		t.Errorf("empty quantile = %v, want 0", got)
 	}
 }
