@@ -138,8 +138,11 @@ func runBench(b *testing.B, d blockdev.Device, c benchCase, size int64) {
 }
 
 // latSub is how many buckets latencies has per power of two (the
-// relative error of a quantile is at most 1/latSub).
-const latSub = 16
+// relative error of a quantile is at most 1/latSub); latSubBits is its log2.
+const (
+	latSubBits = 4
+	latSub     = 1 << latSubBits
+)
 
 // latencies is a log-linear histogram of operation latencies: bucket
 // (e, m) counts durations in [2^e·(1+m/latSub), 2^e·(1+(m+1)/latSub)) ns,
@@ -154,9 +157,9 @@ func latBucket(ns uint64) int {
 	if ns < 2*latSub {
 		return int(ns)
 	}
-	e := bits.Len64(ns) - 1 // ns in [2^e, 2^(e+1)), e >= log2(2·latSub)
-	m := (ns >> (e - bits.Len64(latSub-1))) & (latSub - 1)
-	return (e-bits.Len64(latSub-1)+1)*latSub + int(m)
+	e := bits.Len64(ns) - 1 // ns in [2^e, 2^(e+1)), e > latSubBits
+	m := (ns >> (e - latSubBits)) & (latSub - 1)
+	return (e-latSubBits+1)*latSub + int(m)
 }
 
 // latLow is the lowest duration bucket i holds.
@@ -164,10 +167,9 @@ func latLow(i int) uint64 {
 	if i < 2*latSub {
 		return uint64(i)
 	}
-	k := bits.Len64(latSub - 1)
-	e := i/latSub + k - 1
+	e := i/latSub + latSubBits - 1
 	m := uint64(i % latSub)
-	return (1 << e) + m<<(e-k)
+	return (1 << e) + m<<(e-latSubBits)
 }
 
 func (l *latencies) record(d time.Duration) {
